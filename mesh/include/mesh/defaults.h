@@ -1,0 +1,27 @@
+/*  mesh/defaults.h: every default and limit, named once. */
+#ifndef MESH_DEFAULTS_H
+#define MESH_DEFAULTS_H
+
+/*  ZRE discovery (RFC 36). */
+#define MESH_DEFAULT_BEACON_PORT        5670    /* UDP, IANA "ZRE-DISC" */
+#define MESH_DEFAULT_BEACON_INTERVAL_MS 1000    /* beacon every second */
+#define MESH_DEFAULT_EVASIVE_MS         5000    /* silent this long: PING it */
+#define MESH_DEFAULT_EXPIRED_MS         30000   /* silent this long: gone */
+#define MESH_DEFAULT_REAP_MS            1000    /* liveness scan period (capped by evasive) */
+#define MESH_DEFAULT_IFACE              "lo"    /* nothing leaves the machine unless asked */
+#define MESH_DEFAULT_SEED_RETRY_MS      5000    /* re-HELLO an unanswered seed this often */
+#define MESH_DEFAULT_SNDHWM             100000  /* messages queued per peer before EAGAIN */
+#define MESH_DEFAULT_MAX_MSG_SIZE       (4 * 1024 * 1024) /* ZMQ_MAXMSGSIZE on the inbox */
+
+/*  ZRE wire limits. */
+#define MESH_ZRE_STRING_MAX   255   /* ZRE `string`: u8 length */
+#define MESH_ZRE_LONGSTR_MAX  65536 /* our cap on a received `longstr` (header value, group) */
+#define MESH_ZRE_GROUPS_MAX   1024  /* groups in one HELLO */
+#define MESH_ZRE_HEADERS_MAX  256   /* headers in one HELLO */
+#define MESH_ZRE_BEACON_SIZE  22    /* 'Z' 'R' 'E' 0x01 + UUID + port */
+#define MESH_ZRE_UUID_SIZE    16
+#define MESH_ZRE_IDENTITY_SIZE 17   /* 0x01 + UUID */
+#define MESH_GOSSIP_PEERS_MAX 1024  /* entries in one peer-list gossip */
+#define MESH_RECV_BATCH       64    /* messages handled per wake-up before yielding */
+
+#endif
