@@ -113,7 +113,8 @@ int mesh__tcp_endpoint_parse(const char *ep, size_t len, struct in_addr *addr, u
 {
     static const char prefix[] = "tcp://";
     const size_t plen = sizeof prefix - 1;
-    if (!ep || len <= plen || len > 64 || memcmp(ep, prefix, plen) != 0) {
+    if (!ep || len <= plen || len > 64 || memcmp(ep, prefix, plen) != 0 ||
+        memchr(ep, '\0', len) != NULL) {
         return MESH_ERR_INVAL;
     }
     char host[64];

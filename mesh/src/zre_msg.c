@@ -76,7 +76,7 @@ static mesh__slice_t s_get_longstr(s_reader_t *r)
 int mesh__zre_decode(const uint8_t *buf, size_t len, mesh__zre_hdr_t *out)
 {
     memset(out, 0, sizeof *out);
-    s_reader_t r = {buf, buf + len, buf != NULL};
+    s_reader_t r = {buf, buf ? buf + len : NULL, buf != NULL};
     if (s_get_u8(&r) != MESH_ZRE_SIGNATURE_0 || s_get_u8(&r) != MESH_ZRE_SIGNATURE_1) {
         return MESH_ERR_MALFORMED;
     }
@@ -143,10 +143,10 @@ int mesh__zre_decode(const uint8_t *buf, size_t len, mesh__zre_hdr_t *out)
 
 bool mesh__zre_next_group(const mesh__zre_hdr_t *h, size_t *pos, mesh__slice_t *group)
 {
-    s_reader_t r = {h->groups.ptr + *pos, h->groups.ptr + h->groups.len, true};
     if (*pos >= h->groups.len) {
         return false;
     }
+    s_reader_t r = {h->groups.ptr + *pos, h->groups.ptr + h->groups.len, true};
     *group = s_get_longstr(&r);
     if (!r.ok) {
         return false;
@@ -158,10 +158,10 @@ bool mesh__zre_next_group(const mesh__zre_hdr_t *h, size_t *pos, mesh__slice_t *
 bool mesh__zre_next_header(const mesh__zre_hdr_t *h, size_t *pos, mesh__slice_t *key,
                            mesh__slice_t *value)
 {
-    s_reader_t r = {h->headers.ptr + *pos, h->headers.ptr + h->headers.len, true};
     if (*pos >= h->headers.len) {
         return false;
     }
+    s_reader_t r = {h->headers.ptr + *pos, h->headers.ptr + h->headers.len, true};
     *key = s_get_string(&r);
     *value = s_get_longstr(&r);
     if (!r.ok) {

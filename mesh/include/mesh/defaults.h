@@ -12,6 +12,7 @@
 #define MESH_DEFAULT_SEED_RETRY_MS      5000    /* re-HELLO an unanswered seed this often */
 #define MESH_DEFAULT_SNDHWM             100000  /* messages queued per peer before EAGAIN */
 #define MESH_DEFAULT_MAX_MSG_SIZE       (4 * 1024 * 1024) /* ZMQ_MAXMSGSIZE on the inbox */
+#define MESH_ZRE_RESET_DAMP_MS          1000    /* a 2nd HELLO this soon after a reset: refresh */
 
 /*  ZRE wire limits. */
 #define MESH_ZRE_STRING_MAX   255   /* ZRE `string`: u8 length */

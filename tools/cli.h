@@ -1,0 +1,71 @@
+/*  cli.h: plumbing shared by meshd and meshctl: discovery flags, JSON views
+    of peers, base64, strict number parsing. */
+#ifndef MESH_CLI_H
+#define MESH_CLI_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "zre.h"
+
+/*  Exit codes shared by meshd and meshctl (documented in their man pages). */
+#define MESH_EXIT_OK      0
+#define MESH_EXIT_FAILURE 1 /* runtime failure */
+#define MESH_EXIT_USAGE   2 /* bad flag, value or config */
+
+/*  Discovery settings common to meshd and meshctl. */
+typedef struct {
+    mesh__zre_config_t zre;
+    const char *seeds[64];
+    size_t nseeds;
+} mesh_cli_discovery_t;
+
+/*  getopt_long ids for the shared flags; each tool starts its own at 1000. */
+enum {
+    MESH_CLI_OPT_IFACE = 500,
+    MESH_CLI_OPT_BEACON_PORT,
+    MESH_CLI_OPT_PORT,
+    MESH_CLI_OPT_NO_BEACON,
+    MESH_CLI_OPT_SEED,
+    MESH_CLI_OPT_BEACON_INTERVAL,
+    MESH_CLI_OPT_EVASIVE,
+    MESH_CLI_OPT_EXPIRED,
+};
+
+#define MESH_CLI_DISCOVERY_OPTIONS                                                                 \
+    {"iface", required_argument, NULL, MESH_CLI_OPT_IFACE},                                        \
+        {"beacon-port", required_argument, NULL, MESH_CLI_OPT_BEACON_PORT},                        \
+        {"port", required_argument, NULL, MESH_CLI_OPT_PORT},                                      \
+        {"no-beacon", no_argument, NULL, MESH_CLI_OPT_NO_BEACON},                                  \
+        {"seed", required_argument, NULL, MESH_CLI_OPT_SEED},                                      \
+        {"beacon-interval", required_argument, NULL, MESH_CLI_OPT_BEACON_INTERVAL},                \
+        {"evasive", required_argument, NULL, MESH_CLI_OPT_EVASIVE},                                \
+        {"expired", required_argument, NULL, MESH_CLI_OPT_EXPIRED}
+
+/*  Handles one shared flag. Returns 1 if it was one (and valid), 0 if opt is
+    not a discovery flag, -1 after printing an error for a bad value. */
+int mesh_cli_discovery_opt(mesh_cli_discovery_t *d, int opt, const char *arg, const char *prog);
+
+/*  Adds the seeds to a node. Returns 0, or -1 after printing an error. */
+int mesh_cli_add_seeds(const mesh_cli_discovery_t *d, mesh__zre_t *node, const char *prog);
+
+/*  Strict decimal parse of [min, max]. Returns 0 or -1. */
+int mesh_cli_parse_long(const char *s, long min, long max, long *out);
+
+/*  JSON string from bytes that may not be UTF-8 (invalid bytes become U+FFFD). */
+json_t *mesh_cli_json_bytes(const void *data, size_t len);
+
+/*  {"id","name","endpoint","groups":[..],"headers":{..}} (new reference). */
+json_t *mesh_cli_peer_json(const mesh__zre_peer_t *peer);
+
+/*  Base64 (RFC 4648, padded). Encode returns a fresh string; decode returns
+    a fresh buffer and its length, or NULL on bad input. */
+char *mesh_cli_base64_encode(const void *data, size_t len);
+uint8_t *mesh_cli_base64_decode(const char *text, size_t *len);
+
+/*  Monotonic milliseconds. */
+int64_t mesh_cli_now_ms(void);
+
+#endif
