@@ -95,11 +95,11 @@ static void s_on_event(mesh__zre_t *node, const mesh__zre_event_t *ev, void *arg
         json_object_set_new(out, "reason", json_string(ev->reason));
         break;
     case MESH_ZRE_EV_EVASIVE:
-        s_log(d, S_LOG_INFO, "peer %s is evasive", mesh__zre_peer_name(p));
+        s_log(d, S_LOG_DEBUG, "peer %s is evasive", mesh__zre_peer_name(p));
         out = s_peer_event("evasive", p);
         break;
     case MESH_ZRE_EV_BACK:
-        s_log(d, S_LOG_INFO, "peer %s is back", mesh__zre_peer_name(p));
+        s_log(d, S_LOG_DEBUG, "peer %s is back", mesh__zre_peer_name(p));
         out = s_peer_event("back", p);
         break;
     case MESH_ZRE_EV_JOIN:

@@ -38,7 +38,8 @@ static uint32_t s_array(s_in_t *in)
     return 0;
 }
 
-/*  Positive fixint or uint8. */
+/*  Positive fixint only: type and version are small, and one spelling keeps
+    mesh__gossip_is() exact. */
 static uint32_t s_uint(s_in_t *in)
 {
     if (!s_need(in, 1)) {
@@ -47,9 +48,6 @@ static uint32_t s_uint(s_in_t *in)
     uint8_t b = *in->p++;
     if (b < 0x80) {
         return b;
-    }
-    if (b == 0xcc && s_need(in, 1)) {
-        return *in->p++;
     }
     in->ok = false;
     return 0;
