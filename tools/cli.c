@@ -35,7 +35,7 @@ int mesh_cli_discovery_opt(mesh_cli_discovery_t *d, int opt, const char *arg, co
     long v;
     switch (opt) {
     case MESH_CLI_OPT_IFACE:
-        if (!*arg || strlen(arg) >= 64) {
+        if (!*arg || strlen(arg) >= MESH_IFACE_NAME_MAX) {
             return s_bad(prog, "iface", arg, "expected an interface name or IPv4 address");
         }
         d->zre.iface = arg;

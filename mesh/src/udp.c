@@ -1,6 +1,7 @@
 /*  udp.c: interface lookup and the UDP beacon socket. */
 #include "udp.h"
 
+#include <mesh/defaults.h>
 #include <mesh/error.h>
 
 #include <arpa/inet.h>
@@ -13,7 +14,7 @@
 
 int mesh__iface_lookup(const char *name_or_addr, mesh__iface_t *out)
 {
-    if (!name_or_addr || !*name_or_addr || strlen(name_or_addr) >= 64) {
+    if (!name_or_addr || !*name_or_addr || strlen(name_or_addr) >= MESH_IFACE_NAME_MAX) {
         return MESH_ERR_INVAL;
     }
     struct in_addr want;
@@ -113,11 +114,11 @@ int mesh__tcp_endpoint_parse(const char *ep, size_t len, struct in_addr *addr, u
 {
     static const char prefix[] = "tcp://";
     const size_t plen = sizeof prefix - 1;
-    if (!ep || len <= plen || len > 64 || memcmp(ep, prefix, plen) != 0 ||
+    if (!ep || len <= plen || len >= MESH_ENDPOINT_MAX || memcmp(ep, prefix, plen) != 0 ||
         memchr(ep, '\0', len) != NULL) {
         return MESH_ERR_INVAL;
     }
-    char host[64];
+    char host[MESH_ENDPOINT_MAX];
     size_t hlen = len - plen;
     memcpy(host, ep + plen, hlen);
     host[hlen] = '\0';

@@ -27,7 +27,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#define S_ENDPOINT_MAX 64 /* "tcp://255.255.255.255:65535" fits with room */
+#define S_ENDPOINT_MAX MESH_ENDPOINT_MAX
 
 struct mesh__zre_peer {
     uint8_t uuid[MESH_ZRE_UUID_SIZE];
@@ -63,7 +63,7 @@ typedef struct {
 struct mesh__zre {
     /* configuration */
     char name[MESH_ZRE_STRING_MAX + 1];
-    char iface_name[64];
+    char iface_name[MESH_IFACE_NAME_MAX];
     uint16_t beacon_port;
     bool beacon_off;
     uint16_t inbox_port;
@@ -705,7 +705,7 @@ static void s_on_hello(mesh__zre_t *self, const uint8_t *uuid, const mesh__zre_h
     mesh__slice_t g;
     char group[MESH_ZRE_STRING_MAX + 1];
     while (mesh__zre_next_group(h, &pos, &g)) {
-        if (g.len <= MESH_ZRE_STRING_MAX) {
+        if (g.len <= MESH_ZRE_STRING_MAX && !memchr(g.ptr, '\0', g.len)) {
             s_copy_slice(group, sizeof group, g);
             s_peer_add_group(peer, group);
         }
@@ -762,6 +762,10 @@ static void s_on_message(mesh__zre_t *self, zmq_msg_t *frames, int nframes, int6
     if (peer->evasive) {
         peer->evasive = false;
         s_emit(self, MESH_ZRE_EV_BACK, peer, NULL, NULL, 0, NULL);
+    }
+    if (h.group.len && memchr(h.group.ptr, '\0', h.group.len)) {
+        self->stats.msgs_malformed++; /* a group name is text: "g\0x" must not pass as "g" */
+        return;
     }
     const uint8_t *data = nframes > 2 ? zmq_msg_data(&frames[2]) : NULL;
     size_t size = nframes > 2 ? zmq_msg_size(&frames[2]) : 0;
@@ -983,7 +987,7 @@ mesh__zre_t *mesh__zre_new(const mesh__zre_config_t *config, void *zmq_ctx)
     const mesh__zre_config_t *c = config ? config : &dflt;
     if ((c->name && !s_valid_string(c->name)) || c->beacon_interval_ms < 0 ||
         c->evasive_ms < 0 || c->expired_ms < 0 || c->reap_ms < 0 || c->seed_retry_ms < 0 ||
-        c->sndhwm < 0 || c->max_msg_size < 0 || (c->iface && strlen(c->iface) >= 64)) {
+        c->sndhwm < 0 || c->max_msg_size < 0 || (c->iface && strlen(c->iface) >= MESH_IFACE_NAME_MAX)) {
         return NULL;
     }
     mesh__zre_t *self = calloc(1, sizeof *self);

@@ -24,5 +24,7 @@
 #define MESH_ZRE_IDENTITY_SIZE 17   /* 0x01 + UUID */
 #define MESH_GOSSIP_PEERS_MAX 1024  /* entries in one peer-list gossip */
 #define MESH_RECV_BATCH       64    /* messages handled per wake-up before yielding */
+#define MESH_ENDPOINT_MAX     64    /* "tcp://255.255.255.255:65535" and room to spare */
+#define MESH_IFACE_NAME_MAX   64    /* interface name or IPv4 address, with its NUL */
 
 #endif
