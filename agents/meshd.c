@@ -164,6 +164,7 @@ static json_t *s_stats_json(const mesh__zre_t *node)
     S_STAT(gossip_bad);
     S_STAT(peers_entered);
     S_STAT(peers_exited);
+    S_STAT(peers_refused);
 #undef S_STAT
     json_object_set_new(o, "peers", json_integer((json_int_t)mesh__zre_peer_count(node)));
     return o;
@@ -427,6 +428,11 @@ int main(int argc, char **argv)
     }
     mesh__zre_set_handler(node, s_on_event, &d);
     mesh__reactor_t *reactor = mesh__reactor_new(d.loop, node);
+    if (!reactor) {
+        fprintf(stderr, "%s: out of memory\n", S_PROG);
+        mesh__zre_destroy(&node);
+        return MESH_EXIT_FAILURE;
+    }
     s_log(&d, S_LOG_INFO, "%s (%s) started at %s, beacons %s", mesh__zre_name(node),
           mesh__zre_uuid_str(node), mesh__zre_endpoint(node),
           disc.zre.beacon_off ? "off" : "on");

@@ -26,7 +26,7 @@ typedef struct {
     int64_t min_wait_ms; /* at least one beacon interval (or a seed round trip) */
     int64_t max_wait_ms;
     ev_timer poll;
-    ev_signal sigint;
+    ev_signal sigint, sigterm;
     bool interrupted;
 } s_ctl_t;
 
@@ -39,6 +39,7 @@ static void s_usage(FILE *out)
             "discovery options (all commands):\n"
             "  --iface IFACE  --beacon-port PORT  --port PORT  --no-beacon\n"
             "  --seed tcp://HOST:PORT (repeatable)  --beacon-interval MS\n"
+            "  --evasive MS  --expired MS\n"
             "peers options:\n"
             "  --json      print a JSON array instead of a table\n"
             "  --wait MS   wait at most this long for the mesh to settle (default %d)\n"
@@ -179,8 +180,10 @@ static int s_cmd_peers(int argc, char **argv)
     c.poll.data = &c;
     ev_timer_start(c.loop, &c.poll);
     ev_signal_init(&c.sigint, s_on_sigint, SIGINT);
-    c.sigint.data = &c;
+    ev_signal_init(&c.sigterm, s_on_sigint, SIGTERM);
+    c.sigint.data = c.sigterm.data = &c;
     ev_signal_start(c.loop, &c.sigint);
+    ev_signal_start(c.loop, &c.sigterm);
 
     ev_run(c.loop, 0);
 
@@ -200,6 +203,7 @@ static int s_cmd_peers(int argc, char **argv)
     }
     ev_timer_stop(c.loop, &c.poll);
     ev_signal_stop(c.loop, &c.sigint);
+    ev_signal_stop(c.loop, &c.sigterm);
     mesh__reactor_destroy(&reactor);
     mesh__zre_set_handler(node, NULL, NULL);
     mesh__zre_destroy(&node);

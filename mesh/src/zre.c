@@ -55,9 +55,11 @@ struct mesh__zre_peer {
 typedef struct {
     char endpoint[S_ENDPOINT_MAX]; /* normalised: tcp://A.B.C.D:port */
     uint16_t port;
-    void *dealer;     /* carries our HELLO until the seed answers */
-    int64_t next_try; /* when to HELLO again if unresolved */
-    bool resolved;    /* a ready peer lives at this endpoint */
+    void *dealer;       /* carries our HELLO until the seed answers */
+    uint16_t sent_seq;  /* messages sent on it (HELLO = 1, then JOIN/LEAVE) */
+    int64_t next_try;   /* when to HELLO again if unresolved */
+    int retry_ms;       /* doubles on every unanswered try, up to a cap */
+    bool resolved;      /* a peer lives at this endpoint */
 } s_seed_t;
 
 struct mesh__zre {
@@ -95,7 +97,8 @@ struct mesh__zre {
     s_seed_t *seeds;
     size_t nseeds;
     /* timers */
-    int64_t next_beacon, next_reap, next_seed;
+    int64_t next_beacon, next_reap, next_seed, next_gossip;
+    uint64_t rng; /* xorshift state: which peer hears the next gossip round */
     /* events */
     mesh__zre_event_fn *handler;
     void *handler_arg;
@@ -374,8 +377,12 @@ static void s_peer_free(mesh__zre_peer_t *peer)
     carries our HELLO; otherwise the given DEALER (an answered seed, which
     already carried HELLO) is adopted. */
 static mesh__zre_peer_t *s_peer_new(mesh__zre_t *self, const uint8_t *uuid, const char *endpoint,
-                                    void *dealer, int64_t now)
+                                    void *dealer, uint16_t sent_seq, int64_t now)
 {
+    if (self->npeers >= MESH_ZRE_PEERS_MAX) {
+        self->stats.peers_refused++;
+        return NULL;
+    }
     if ((self->npeers + 1) * 2 > self->index_cap && !s_index_grow(self)) {
         return NULL;
     }
@@ -400,7 +407,7 @@ static mesh__zre_peer_t *s_peer_new(mesh__zre_t *self, const uint8_t *uuid, cons
     peer->created = now;
     if (dealer) {
         peer->dealer = dealer;
-        peer->sent_seq = 1;
+        peer->sent_seq = sent_seq;
     } else {
         peer->dealer = s_dealer_new(self, endpoint);
         if (!peer->dealer || s_send_hello(self, peer->dealer) != 0) {
@@ -454,14 +461,16 @@ static mesh__zre_peer_t *s_peer_at_endpoint(const mesh__zre_t *self, const char 
 /*  A seed whose DEALER already carried our HELLO to this endpoint: hand the
     DEALER over, so the remote never gets two HELLOs from us (two would make
     both sides reset each other). */
-static void *s_take_seed_dealer(mesh__zre_t *self, const char *endpoint)
+static void *s_take_seed_dealer(mesh__zre_t *self, const char *endpoint, uint16_t *sent_seq)
 {
     for (size_t i = 0; i < self->nseeds; i++) {
         s_seed_t *s = &self->seeds[i];
         if (s->dealer && strcmp(s->endpoint, endpoint) == 0) {
             void *d = s->dealer;
+            *sent_seq = s->sent_seq;
             s->dealer = NULL;
             s->resolved = true;
+            s->retry_ms = self->seed_retry_ms;
             return d;
         }
     }
@@ -470,18 +479,22 @@ static void *s_take_seed_dealer(mesh__zre_t *self, const char *endpoint)
 
 /*  A peer learned from a beacon or gossip: connect and HELLO unless known. */
 static void s_require_peer(mesh__zre_t *self, const uint8_t *uuid, const char *endpoint,
-                           int64_t now)
+                           bool first_hand, int64_t now)
 {
     if (memcmp(uuid, self->uuid, MESH_ZRE_UUID_SIZE) == 0 || s_find(self, uuid) ||
         strcmp(endpoint, self->endpoint) == 0) {
         return;
     }
     mesh__zre_peer_t *old = s_peer_at_endpoint(self, endpoint);
+    if (old && !first_hand) {
+        return; /* hearsay (gossip) never evicts a peer we know */
+    }
     if (old) {
         s_peer_remove(self, old, "replaced"); /* a new UUID at a known endpoint */
     }
-    void *dealer = s_take_seed_dealer(self, endpoint);
-    if (!s_peer_new(self, uuid, endpoint, dealer, now) && dealer) {
+    uint16_t seq = 0;
+    void *dealer = s_take_seed_dealer(self, endpoint, &seq);
+    if (!s_peer_new(self, uuid, endpoint, dealer, seq, now) && dealer) {
         zmq_close(dealer);
     }
 }
@@ -594,7 +607,7 @@ static void s_on_gossip(mesh__zre_t *self, mesh__zre_peer_t *from, const uint8_t
             continue;
         }
         mesh__tcp_endpoint(ep, sizeof ep, addr, port);
-        s_require_peer(self, list[i].uuid, ep, now);
+        s_require_peer(self, list[i].uuid, ep, false, now);
     }
     free(list);
 }
@@ -653,8 +666,9 @@ static void s_on_hello(mesh__zre_t *self, const uint8_t *uuid, const mesh__zre_h
             s_peer_remove(self, old, "replaced");
         }
         /* An answered seed: adopt its DEALER, which already carried our HELLO. */
-        void *dealer = s_take_seed_dealer(self, ep);
-        peer = s_peer_new(self, uuid, ep, dealer, now);
+        uint16_t seq = 0;
+        void *dealer = s_take_seed_dealer(self, ep, &seq);
+        peer = s_peer_new(self, uuid, ep, dealer, seq, now);
         if (!peer) {
             if (dealer) {
                 zmq_close(dealer);
@@ -882,7 +896,7 @@ void mesh__zre_on_beacon(mesh__zre_t *self, int64_t now)
         }
         char ep[S_ENDPOINT_MAX];
         mesh__tcp_endpoint(ep, sizeof ep, from, b.port);
-        s_require_peer(self, b.uuid, ep, now);
+        s_require_peer(self, b.uuid, ep, true, now);
     }
 }
 
@@ -919,8 +933,10 @@ static void s_seeds(mesh__zre_t *self, int64_t now)
 {
     for (size_t i = 0; i < self->nseeds; i++) {
         s_seed_t *s = &self->seeds[i];
-        mesh__zre_peer_t *p = s_peer_at_endpoint(self, s->endpoint);
-        s->resolved = p && p->ready;
+        /* resolved: a peer lives there (ready, or answering our HELLO), or
+           the seed is ourselves */
+        s->resolved = s->resolved || s_peer_at_endpoint(self, s->endpoint) ||
+                      strcmp(s->endpoint, self->endpoint) == 0;
         if (s->resolved && s->dealer) {
             zmq_close(s->dealer); /* reached some other way */
             s->dealer = NULL;
@@ -932,10 +948,13 @@ static void s_seeds(mesh__zre_t *self, int64_t now)
             zmq_close(s->dealer);
         }
         s->dealer = s_dealer_new(self, s->endpoint);
-        if (s->dealer) {
-            s_send_hello(self, s->dealer);
+        s->sent_seq = 0;
+        if (s->dealer && s_send_hello(self, s->dealer) == 0) {
+            s->sent_seq = 1;
         }
-        s->next_try = now + self->seed_retry_ms;
+        s->next_try = now + s->retry_ms;
+        s->retry_ms = s->retry_ms * 2 > MESH_ZRE_SEED_RETRY_MAX_MS ? MESH_ZRE_SEED_RETRY_MAX_MS
+                                                                    : s->retry_ms * 2;
     }
 }
 
@@ -950,6 +969,9 @@ int64_t mesh__zre_next_deadline(const mesh__zre_t *self)
     }
     if (self->nseeds && self->next_seed < d) {
         d = self->next_seed;
+    }
+    if (self->udp_fd < 0 && self->next_gossip < d) {
+        d = self->next_gossip;
     }
     return d;
 }
@@ -971,6 +993,20 @@ void mesh__zre_on_tick(mesh__zre_t *self, int64_t now)
         s_seeds(self, now);
         self->next_seed = now + self->reap_ms;
     }
+    if (self->udp_fd < 0 && now >= self->next_gossip) {
+        /* Without beacons a lost link between two peers heals only through
+           a third: tell one random mesh peer whom we know, every round. */
+        if (self->npeers) {
+            self->rng ^= self->rng << 13;
+            self->rng ^= self->rng >> 7;
+            self->rng ^= self->rng << 17;
+            mesh__zre_peer_t *p = self->peers[self->rng % self->npeers];
+            if (p->ready && p->is_mesh) {
+                s_gossip_peers_to(self, p);
+            }
+        }
+        self->next_gossip = now + MESH_ZRE_GOSSIP_INTERVAL_MS;
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -987,7 +1023,8 @@ mesh__zre_t *mesh__zre_new(const mesh__zre_config_t *config, void *zmq_ctx)
     const mesh__zre_config_t *c = config ? config : &dflt;
     if ((c->name && !s_valid_string(c->name)) || c->beacon_interval_ms < 0 ||
         c->evasive_ms < 0 || c->expired_ms < 0 || c->reap_ms < 0 || c->seed_retry_ms < 0 ||
-        c->sndhwm < 0 || c->max_msg_size < 0 || (c->iface && strlen(c->iface) >= MESH_IFACE_NAME_MAX)) {
+        c->sndhwm < 0 || c->max_msg_size < 0 ||
+        (c->iface && strlen(c->iface) >= MESH_IFACE_NAME_MAX)) {
         return NULL;
     }
     mesh__zre_t *self = calloc(1, sizeof *self);
@@ -1025,6 +1062,10 @@ mesh__zre_t *mesh__zre_new(const mesh__zre_config_t *config, void *zmq_ctx)
         self->reap_ms = self->evasive_ms;
     }
     self->seed_retry_ms = c->seed_retry_ms ? c->seed_retry_ms : MESH_DEFAULT_SEED_RETRY_MS;
+    if (self->evasive_ms >= self->expired_ms) {
+        free(self); /* a peer must be PINGed before it is declared gone */
+        return NULL;
+    }
     self->sndhwm = c->sndhwm ? c->sndhwm : MESH_DEFAULT_SNDHWM;
     self->max_msg_size = c->max_msg_size ? c->max_msg_size : MESH_DEFAULT_MAX_MSG_SIZE;
     if (zmq_ctx) {
@@ -1161,6 +1202,7 @@ int mesh__zre_add_seed(mesh__zre_t *self, const char *endpoint)
     mesh__tcp_endpoint(s->endpoint, sizeof s->endpoint, addr, port);
     s->port = port;
     s->next_try = 0; /* at the next tick after start */
+    s->retry_ms = self->seed_retry_ms;
     if (self->started) {
         self->next_seed = 0;
     }
@@ -1217,6 +1259,9 @@ int mesh__zre_start(mesh__zre_t *self, int64_t now)
     self->next_beacon = now;
     self->next_reap = now + self->reap_ms;
     self->next_seed = now;
+    self->next_gossip = now + MESH_ZRE_GOSSIP_INTERVAL_MS;
+    memcpy(&self->rng, self->uuid, sizeof self->rng);
+    self->rng |= 1;
     s_log(self, "started %s at %s on %s", self->uuid_str, self->endpoint, self->iface.name);
     mesh__zre_on_tick(self, now);
     return 0;
@@ -1300,6 +1345,17 @@ static int s_group_change(mesh__zre_t *self, const char *group, bool join)
                                       group, self->status);
     for (size_t i = 0; i < self->npeers; i++) {
         s_send(self, self->peers[i], hdr, n, NULL, 0, false);
+    }
+    /* A seed that has our HELLO but has not answered must see the change
+       too, in sequence: its connection becomes that peer's when it does. */
+    for (size_t i = 0; i < self->nseeds; i++) {
+        s_seed_t *sd = &self->seeds[i];
+        uint16_t seq = (uint16_t)(sd->sent_seq + 1);
+        hdr[4] = (uint8_t)(seq >> 8);
+        hdr[5] = (uint8_t)seq;
+        if (sd->dealer && sd->sent_seq && zmq_send(sd->dealer, hdr, n, ZMQ_DONTWAIT) >= 0) {
+            sd->sent_seq = seq;
+        }
     }
     return 0;
 }

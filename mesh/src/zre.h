@@ -9,7 +9,7 @@
     Events go up through one callback, on the thread that drives the node.
     Everything handed to it (peer, strings, content) is borrowed for the
     duration of the callback. The callback may send (whisper, shout, join,
-    leave) but must not destroy the node. */
+    leave) but must neither stop nor destroy the node. */
 #ifndef MESH_ZRE_H
 #define MESH_ZRE_H
 
@@ -82,6 +82,7 @@ typedef struct {
     uint64_t gossip_bad;
     uint64_t peers_entered;
     uint64_t peers_exited;
+    uint64_t peers_refused;       /* over MESH_ZRE_PEERS_MAX */
 } mesh__zre_stats_t;
 
 /*  Creates a node (no sockets yet). zmq_ctx may be NULL (the node then owns

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The command-line contract around the protocol (docs/cli-contract.md):
+"""The command-line contract around the protocol (docs/meshd.md, docs/meshctl.md):
 exit codes of meshd and meshctl (0 clean stop, 1 runtime failure, 2 usage),
 SIGINT, the stdin commands (stats, stop, bad input -> error event), and
 end of stdin being ignored. Loopback only, random ports."""

@@ -583,3 +583,45 @@ Test(zre, sequence_wrap_of_zyre_js_is_accepted, .timeout = 120)
     s_fake_close(&f);
     mesh__zre_destroy(&a.node);
 }
+
+static uint16_t s_free_tcp_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    socklen_t len = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &len);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static bool s_seed_knows_group(box_t **boxes, int n)
+{
+    const mesh__zre_peer_t *y = mesh__zre_peer_lookup(boxes[0]->node, "y");
+    return y && mesh__zre_peer_in_group(y, "g") && mesh__zre_peer_count(boxes[1]->node) == 1;
+}
+
+Test(zre, a_late_seed_learns_groups_joined_while_it_was_down)
+{
+    box_t s, y;
+    box_t *all[] = {&s, &y};
+    mesh__zre_config_t c = {.name = "s", .beacon_off = true, .inbox_port = s_free_tcp_port()};
+    s.node = mesh__zre_new(&c, NULL);
+    s.n = 0;
+    mesh__zre_set_handler(s.node, s_record, &s);
+    s_node(&y, "y", 0, true);
+    char seed[64];
+    snprintf(seed, sizeof seed, "tcp://127.0.0.1:%u", c.inbox_port);
+    cr_assert_eq(mesh__zre_add_seed(y.node, seed), 0);
+    cr_assert_eq(mesh__zre_start(y.node, g_now), 0);
+    box_t *only_y[] = {&y};
+    s_pump(only_y, 1, 20, NULL); /* HELLO queued for a seed that is not there */
+    cr_assert_eq(mesh__zre_join(y.node, "g"), 0);
+    cr_assert_eq(mesh__zre_start(s.node, g_now), 0);
+    cr_assert(s_pump(all, 2, 1, s_seed_knows_group), "the seed missed the JOIN");
+    cr_expect_eq(mesh__zre_peer_status(mesh__zre_peer_lookup(s.node, "y")), 1);
+    cr_expect_eq(mesh__zre_stats(s.node)->sequence_gaps, 0);
+    mesh__zre_destroy(&s.node);
+    mesh__zre_destroy(&y.node);
+}

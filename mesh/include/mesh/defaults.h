@@ -12,6 +12,9 @@
 #define MESH_DEFAULT_SEED_RETRY_MS      5000    /* re-HELLO an unanswered seed this often */
 #define MESH_DEFAULT_SNDHWM             100000  /* messages queued per peer before EAGAIN */
 #define MESH_DEFAULT_MAX_MSG_SIZE       (4 * 1024 * 1024) /* ZMQ_MAXMSGSIZE on the inbox */
+#define MESH_ZRE_SEED_RETRY_MAX_MS      60000   /* unanswered seed retries back off to this */
+#define MESH_ZRE_GOSSIP_INTERVAL_MS     5000    /* beacons off: peer list to a random peer */
+#define MESH_ZRE_PEERS_MAX              4096    /* known peers (each costs a connection) */
 #define MESH_ZRE_RESET_DAMP_MS          1000    /* a 2nd HELLO this soon after a reset: refresh */
 
 /*  ZRE wire limits. */
