@@ -1,4 +1,5 @@
-/*  loopthread.c: a libev loop on its own thread with a command queue. */
+/*  loopthread.c: a command queue on a libev loop, and a loop on a thread of
+    its own entered through such a queue. */
 #include "loopthread.h"
 
 #include <mesh/error.h>
@@ -10,13 +11,11 @@ typedef struct s_cmd {
     mesh__loopthread_fn *fn;
     void *arg;
     struct s_cmd *next;
-    /* for call(): the waiter's flag */
-    bool *done;
+    bool *done; /* call(): the waiter's flag */
 } s_cmd_t;
 
-struct mesh__loopthread {
+struct mesh__cmdq {
     struct ev_loop *loop;
-    pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t cond; /* signalled when a call() has run */
     s_cmd_t *head, *tail;
@@ -24,18 +23,19 @@ struct mesh__loopthread {
     ev_async wake;
 };
 
-static void s_drain(struct ev_loop *loop, ev_async *w, int revents)
+struct mesh__loopthread {
+    struct ev_loop *loop;
+    pthread_t thread;
+    mesh__cmdq_t *q;
+    bool stop; /* set on the loop thread by the last command */
+};
+
+static void s_run_list(mesh__cmdq_t *self, s_cmd_t *list)
 {
-    mesh__loopthread_t *self = w->data;
-    pthread_mutex_lock(&self->lock);
-    s_cmd_t *list = self->head;
-    self->head = self->tail = NULL;
-    bool closing = self->closing;
-    pthread_mutex_unlock(&self->lock);
     while (list) {
         s_cmd_t *cmd = list;
         list = cmd->next;
-        cmd->fn(loop, cmd->arg);
+        cmd->fn(self->loop, cmd->arg);
         if (cmd->done) {
             pthread_mutex_lock(&self->lock);
             *cmd->done = true;
@@ -44,47 +44,56 @@ static void s_drain(struct ev_loop *loop, ev_async *w, int revents)
         }
         free(cmd);
     }
-    if (closing) {
-        ev_async_stop(loop, w);
-        ev_break(loop, EVBREAK_ALL);
-    }
 }
 
-static void *s_run(void *arg)
+static s_cmd_t *s_take_all(mesh__cmdq_t *self)
 {
-    mesh__loopthread_t *self = arg;
-    ev_run(self->loop, 0);
-    return NULL;
+    pthread_mutex_lock(&self->lock);
+    s_cmd_t *list = self->head;
+    self->head = self->tail = NULL;
+    pthread_mutex_unlock(&self->lock);
+    return list;
 }
 
-mesh__loopthread_t *mesh__loopthread_new(void)
+static void s_on_wake(struct ev_loop *loop, ev_async *w, int revents)
 {
-    mesh__loopthread_t *self = calloc(1, sizeof *self);
+    mesh__cmdq_t *self = w->data;
+    s_run_list(self, s_take_all(self));
+}
+
+mesh__cmdq_t *mesh__cmdq_new(struct ev_loop *loop)
+{
+    mesh__cmdq_t *self = calloc(1, sizeof *self);
     if (!self) {
         return NULL;
     }
-    self->loop = ev_loop_new(EVFLAG_AUTO);
-    if (!self->loop) {
-        free(self);
-        return NULL;
-    }
+    self->loop = loop;
     pthread_mutex_init(&self->lock, NULL);
     pthread_cond_init(&self->cond, NULL);
-    ev_async_init(&self->wake, s_drain);
+    ev_async_init(&self->wake, s_on_wake);
     self->wake.data = self;
-    ev_async_start(self->loop, &self->wake);
-    if (pthread_create(&self->thread, NULL, s_run, self) != 0) {
-        ev_async_stop(self->loop, &self->wake);
-        ev_loop_destroy(self->loop);
-        pthread_mutex_destroy(&self->lock);
-        pthread_cond_destroy(&self->cond);
-        free(self);
-        return NULL;
-    }
+    ev_async_start(loop, &self->wake);
     return self;
 }
 
-static int s_enqueue(mesh__loopthread_t *self, mesh__loopthread_fn *fn, void *arg, bool *done)
+void mesh__cmdq_destroy(mesh__cmdq_t **self_p)
+{
+    if (!self_p || !*self_p) {
+        return;
+    }
+    mesh__cmdq_t *self = *self_p;
+    pthread_mutex_lock(&self->lock);
+    self->closing = true;
+    pthread_mutex_unlock(&self->lock);
+    s_run_list(self, s_take_all(self)); /* whatever was posted before closing */
+    ev_async_stop(self->loop, &self->wake);
+    pthread_mutex_destroy(&self->lock);
+    pthread_cond_destroy(&self->cond);
+    free(self);
+    *self_p = NULL;
+}
+
+static int s_enqueue(mesh__cmdq_t *self, mesh__loopthread_fn *fn, void *arg, bool *done)
 {
     s_cmd_t *cmd = calloc(1, sizeof *cmd);
     if (!cmd) {
@@ -110,17 +119,13 @@ static int s_enqueue(mesh__loopthread_t *self, mesh__loopthread_fn *fn, void *ar
     return 0;
 }
 
-int mesh__loopthread_post(mesh__loopthread_t *self, mesh__loopthread_fn *fn, void *arg)
+int mesh__cmdq_post(mesh__cmdq_t *self, mesh__loopthread_fn *fn, void *arg)
 {
     return s_enqueue(self, fn, arg, NULL);
 }
 
-int mesh__loopthread_call(mesh__loopthread_t *self, mesh__loopthread_fn *fn, void *arg)
+int mesh__cmdq_call(mesh__cmdq_t *self, mesh__loopthread_fn *fn, void *arg)
 {
-    if (mesh__loopthread_is_current(self)) {
-        fn(self->loop, arg);
-        return 0;
-    }
     bool done = false;
     int rc = s_enqueue(self, fn, arg, &done);
     if (rc != 0) {
@@ -134,9 +139,41 @@ int mesh__loopthread_call(mesh__loopthread_t *self, mesh__loopthread_fn *fn, voi
     return 0;
 }
 
-bool mesh__loopthread_is_current(const mesh__loopthread_t *self)
+/* ------------------------------------------------------------------------ */
+
+static void *s_run(void *arg)
 {
-    return pthread_equal(pthread_self(), self->thread) != 0;
+    mesh__loopthread_t *self = arg;
+    while (!self->stop) {
+        ev_run(self->loop, EVRUN_ONCE);
+    }
+    return NULL;
+}
+
+mesh__loopthread_t *mesh__loopthread_new(void)
+{
+    mesh__loopthread_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        return NULL;
+    }
+    self->loop = ev_loop_new(EVFLAG_AUTO);
+    self->q = self->loop ? mesh__cmdq_new(self->loop) : NULL;
+    if (!self->q || pthread_create(&self->thread, NULL, s_run, self) != 0) {
+        mesh__cmdq_destroy(&self->q);
+        if (self->loop) {
+            ev_loop_destroy(self->loop);
+        }
+        free(self);
+        return NULL;
+    }
+    return self;
+}
+
+static void s_stop(struct ev_loop *loop, void *arg)
+{
+    mesh__loopthread_t *self = arg;
+    self->stop = true;
+    ev_break(loop, EVBREAK_ALL);
 }
 
 void mesh__loopthread_destroy(mesh__loopthread_t **self_p)
@@ -145,14 +182,34 @@ void mesh__loopthread_destroy(mesh__loopthread_t **self_p)
         return;
     }
     mesh__loopthread_t *self = *self_p;
-    pthread_mutex_lock(&self->lock);
-    self->closing = true;
-    pthread_mutex_unlock(&self->lock);
-    ev_async_send(self->loop, &self->wake);
+    mesh__cmdq_post(self->q, s_stop, self); /* runs after everything posted before */
     pthread_join(self->thread, NULL);
+    mesh__cmdq_destroy(&self->q);
     ev_loop_destroy(self->loop);
-    pthread_mutex_destroy(&self->lock);
-    pthread_cond_destroy(&self->cond);
     free(self);
     *self_p = NULL;
+}
+
+int mesh__loopthread_post(mesh__loopthread_t *self, mesh__loopthread_fn *fn, void *arg)
+{
+    return mesh__cmdq_post(self->q, fn, arg);
+}
+
+int mesh__loopthread_call(mesh__loopthread_t *self, mesh__loopthread_fn *fn, void *arg)
+{
+    if (mesh__loopthread_is_current(self)) {
+        fn(self->loop, arg);
+        return 0;
+    }
+    return mesh__cmdq_call(self->q, fn, arg);
+}
+
+bool mesh__loopthread_is_current(const mesh__loopthread_t *self)
+{
+    return pthread_equal(pthread_self(), self->thread) != 0;
+}
+
+struct ev_loop *mesh__loopthread_loop(const mesh__loopthread_t *self)
+{
+    return self->loop;
 }

@@ -12,9 +12,19 @@
 #include <stdbool.h>
 
 typedef struct mesh__loopthread mesh__loopthread_t;
+typedef struct mesh__cmdq mesh__cmdq_t;
 
 /*  Runs on the loop's thread. */
 typedef void(mesh__loopthread_fn)(struct ev_loop *loop, void *arg);
+
+/*  A command queue on an existing loop: post() from any thread, the
+    closure runs on the loop's thread. Create and destroy it on the loop's
+    thread; destroy runs what is still queued. */
+mesh__cmdq_t *mesh__cmdq_new(struct ev_loop *loop);
+void mesh__cmdq_destroy(mesh__cmdq_t **self_p);
+int mesh__cmdq_post(mesh__cmdq_t *self, mesh__loopthread_fn *fn, void *arg);
+/*  Posts and waits until fn has run. Never from the loop's thread. */
+int mesh__cmdq_call(mesh__cmdq_t *self, mesh__loopthread_fn *fn, void *arg);
 
 /*  Starts the thread and its loop. NULL on failure. */
 mesh__loopthread_t *mesh__loopthread_new(void);
@@ -33,5 +43,8 @@ int mesh__loopthread_call(mesh__loopthread_t *self, mesh__loopthread_fn *fn, voi
 
 /*  True on the loop's own thread. */
 bool mesh__loopthread_is_current(const mesh__loopthread_t *self);
+
+/*  The thread's loop. */
+struct ev_loop *mesh__loopthread_loop(const mesh__loopthread_t *self);
 
 #endif
