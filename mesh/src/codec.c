@@ -649,7 +649,14 @@ static bool s_slice_ok(mesh__slice_t s, size_t max)
     (over the limit) for NULL. */
 static size_t s_strlen(const char *s, size_t max)
 {
-    return s ? strnlen(s, max + 1) : max + 1;
+    if (!s) {
+        return max + 1;
+    }
+    size_t n = 0;
+    while (n <= max && s[n]) {
+        n++;
+    }
+    return n;
 }
 
 void mesh__env_encode_services(mesh__buf_t *b, uint64_t version, const mesh__svc_entry_t *svcs,

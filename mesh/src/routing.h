@@ -68,7 +68,7 @@ bool mesh__member_alive(const mesh__routing_t *rt, const mesh__member_t *m, int6
 double mesh__member_load(const mesh__member_t *m);
 bool mesh__member_fitness(const mesh__member_t *m, double *fitness); /* false if none */
 uint64_t mesh__member_inflight(const mesh__member_t *m);
-uint64_t mesh__member_services_version(const mesh__member_t *m);
+uint64_t mesh__member_services_version(const mesh__member_t *m); /* held, not STATUS's */
 int64_t mesh__member_last_heard(const mesh__member_t *m);
 size_t mesh__member_service_count(const mesh__member_t *m);
 const char *mesh__member_service_at(const mesh__member_t *m, size_t i, const char *const **tags,

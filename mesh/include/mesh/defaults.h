@@ -17,6 +17,13 @@
 #define MESH_ZRE_PEERS_MAX              4096    /* known peers (each costs a connection) */
 #define MESH_ZRE_RESET_DAMP_MS          1000    /* a 2nd HELLO this soon after a reset: refresh */
 
+/*  The mesh layer. */
+#define MESH_DEFAULT_REALM              "default"
+#define MESH_DEFAULT_PING_INTERVAL_MS   1000    /* status announcement period */
+#define MESH_DEFAULT_PING_TIMEOUT_PINGS 3       /* silent this many intervals: out of dispatch */
+#define MESH_DEFAULT_CALL_TIMEOUT_MS    5000    /* a call's deadline */
+#define MESH_DEFAULT_MAX_ATTEMPTS       3       /* reject / lost provider: next candidate */
+
 /*  ZRE wire limits. */
 #define MESH_ZRE_STRING_MAX   255   /* ZRE `string`: u8 length */
 #define MESH_ZRE_LONGSTR_MAX  65536 /* our cap on a received `longstr` (header value, group) */

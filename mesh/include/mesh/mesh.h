@@ -6,6 +6,7 @@
 #include "export.h"
 #include "defaults.h"
 #include "error.h"
+#include "peer.h"
 
 #define MESH_VERSION_MAJOR 0
 #define MESH_VERSION_MINOR 1
