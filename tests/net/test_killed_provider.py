@@ -67,7 +67,12 @@ def lines(p, kind, since=0):
     return [(e["_t"], words(e)) for e in p.find(is_line(kind), since)]
 
 
+DEFAULT_TIMERS = False    # scenario (c): mesh's own defaults (expired 30 s, ping timeout 3 s)
+
+
 def timers(port):
+    if DEFAULT_TIMERS:
+        return ["--beacon-port", port, "--beacon-interval-ms", BEACON_MS]
     return ["--beacon-port", port, "--beacon-interval-ms", BEACON_MS,
             "--evasive-ms", EVASIVE_MS, "--expired-ms", EXPIRED_MS,
             "--ping-interval-ms", PING_MS, "--ping-timeout-ms", PING_TIMEOUT_MS]
@@ -116,7 +121,9 @@ def scenario(label, idempotent):
              "providers are in its table" % (label, N, WINDOW, TIMEOUT_MS,
                                              ", idempotent" if idempotent else ""))
     args = ["--calls", N, "--path", "/svc/work", "--window", WINDOW, "--selector",
-            "round_robin", "--timeout-ms", TIMEOUT_MS, "--providers", 2, "--max-s", CALLER_MAX_S]
+            "round_robin", "--providers", 2, "--max-s", CALLER_MAX_S]
+    if not DEFAULT_TIMERS:
+        args += ["--timeout-ms", TIMEOUT_MS]
     if idempotent:
         args.append("--idempotent")
     t_start = time.monotonic()
@@ -225,6 +232,11 @@ def main():
     mesh_node_bin()
     scenario("non-idempotent", idempotent=False)
     scenario("idempotent", idempotent=True)
+    # (c) with every timer at its default, the provider's ZRE expiry (30 s) comes long after a
+    # call's deadline (5 s): calls caught on A must move on when A misses its status pings.
+    global DEFAULT_TIMERS
+    DEFAULT_TIMERS = True
+    scenario("idempotent-default-timers", idempotent=True)
 
 
 if __name__ == "__main__":

@@ -194,6 +194,25 @@ static bool s_knows(mesh_peer_t *p, const char *path, const char *provider)
     return q.found && q.alive;
 }
 
+typedef struct {
+    const char *name;
+    int n;
+} pathless_t;
+
+static void s_pathless_cb(const mesh_route_info_t *r, void *arg)
+{
+    pathless_t *q = arg;
+    q->n += !r->path && strcmp(r->name, q->name) == 0;
+}
+
+/*  How often p lists member name without a path. */
+static int s_pathless(mesh_peer_t *p, const char *name)
+{
+    pathless_t q = {name, 0};
+    mesh_peer_routes(p, s_pathless_cb, &q);
+    return q.n;
+}
+
 static size_t s_members(mesh_peer_t *p)
 {
     return mesh_peer_routes(p, NULL, NULL);
@@ -534,6 +553,9 @@ Test(peer, peers_become_members_and_learn_services)
     cr_expect(s_knows(a, "/a/one", "a"));
     cr_expect_str_eq(s_route(c, "/a/one", "a").tags, "zone=eu;gpu=no;");
     cr_expect_not(s_route(c, "/a/one", "b").found);
+    /* c offers nothing: listed once, with no path */
+    cr_expect_eq(s_pathless(a, "c"), 1);
+    cr_expect_eq(s_pathless(a, "b"), 0);
     for (int i = 0; i < 3; i++) {
         mesh_stats_t st;
         mesh_peer_stats(all[i], &st);
@@ -1546,6 +1568,207 @@ Test(peer, silent_provider_leaves_dispatch)
     cr_expect_eq(r->status, 0);
     cr_expect_str_eq(r->peer_name, "quiet");
     cr_expect_eq(sq->calls, 1);
+    s_end();
+}
+
+/* ------------------------------------------------------------------------ */
+/* life cycle */
+
+static uint16_t s_free_tcp_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, (struct sockaddr *)&sa, sizeof sa);
+    socklen_t len = sizeof sa;
+    getsockname(fd, (struct sockaddr *)&sa, &len);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+static void s_never(mesh_peer_t *peer, void *arg)
+{
+    (*(int *)arg)++;
+}
+
+Test(peer, start_errors_and_destroy_without_start)
+{
+    mesh_peer_destroy(NULL);
+    mesh_peer_t *none = NULL;
+    mesh_peer_destroy(&none);
+    /* never started */
+    mesh_peer_t *idle = mesh_peer_new(NULL);
+    cr_assert_not_null(idle);
+    cr_expect_eq(strlen(mesh_peer_name(idle)), 6, "default name: %s", mesh_peer_name(idle));
+    cr_expect_str_eq(mesh_peer_realm(idle), "default");
+    int ran = 0;
+    cr_expect_eq(mesh_peer_post(idle, s_never, &ran), MESH_ERR_STATE);
+    mesh_peer_destroy(&idle);
+    cr_expect_null(idle);
+    cr_expect_eq(ran, 0);
+    /* no such interface */
+    mesh_config_t c = s_config("noif");
+    c.iface = "no-such-if0";
+    mesh_peer_t *p = s_new_cfg(&c);
+    cr_expect_eq(mesh_peer_attach(p, g_loop), MESH_ERR_NOIFACE);
+    /* the inbox port taken */
+    mesh_config_t c1 = s_config("first");
+    c1.port = s_free_tcp_port();
+    mesh_config_t c2 = c1, c3 = c1;
+    c2.name = "second";
+    c3.name = "third";
+    mesh_peer_t *p1 = s_new_cfg(&c1);
+    mesh_peer_t *p2 = s_new_cfg(&c2);
+    mesh_peer_t *p3 = s_new_cfg(&c3);
+    cr_assert_eq(mesh_peer_attach(p1, g_loop), 0);
+    cr_expect_eq(mesh_peer_attach(p2, g_loop), MESH_ERR_ADDRINUSE);
+    cr_expect_eq(mesh_peer_start_thread(p3), MESH_ERR_ADDRINUSE);
+    run_for(100);
+    s_end();
+}
+
+static double s_fitness(mesh_peer_t *peer, void *arg)
+{
+    return *(double *)arg;
+}
+
+static double g_fit[3] = {0.25, 0.75, 0.5};
+static int g_seen_has_fit;
+
+static int s_fittest(const mesh_candidate_t *cands, size_t n, const char *key, void *arg)
+{
+    int best = -1;
+    g_seen_has_fit = 0;
+    for (size_t i = 0; i < n; i++) {
+        g_seen_has_fit += cands[i].has_fitness;
+        if (cands[i].has_fitness && (best < 0 || cands[i].fitness > cands[best].fitness)) {
+            best = (int)i;
+        }
+    }
+    return best;
+}
+
+typedef struct {
+    const char *name;
+    bool has;
+    double fitness;
+} fit_query_t;
+
+static void s_fit_cb(const mesh_route_info_t *r, void *arg)
+{
+    fit_query_t *q = arg;
+    if (strcmp(r->name, q->name) == 0) {
+        q->has = r->has_fitness;
+        q->fitness = r->fitness;
+    }
+}
+
+Test(peer, fitness_is_announced_and_seen_by_custom_selectors)
+{
+    const char *names[] = {"p1", "p2", "p3"};
+    for (int i = 0; i < 3; i++) {
+        mesh_peer_t *p = s_new(names[i]);
+        mesh_peer_set_fitness(p, s_fitness, &g_fit[i]);
+        s_expose(p, "/fit", H_ECHO, NULL);
+        s_attach(p);
+    }
+    mesh_peer_t *c = s_started("caller");
+    cr_assert_eq(mesh_peer_add_selector(c, "fittest", s_fittest, NULL), 0);
+    fit_query_t q2 = {.name = "p2"};
+    run_until((mesh_peer_routes(c, s_fit_cb, &q2), q2.has) && s_knows(c, "/fit", "p1") &&
+                  s_knows(c, "/fit", "p3"),
+              DISCOVERY_MS);
+    cr_assert(q2.has, "p2's fitness never arrived");
+    cr_expect_float_eq(q2.fitness, 0.75, 1e-9);
+    fit_query_t qc = {.name = "caller"};
+    mesh_peer_routes(c, s_fit_cb, &qc);
+    cr_expect_not(qc.has, "a peer without a fitness function announces one");
+    /* wait for every status, then the selector sees them */
+    fit_query_t q1 = {.name = "p1"}, q3 = {.name = "p3"};
+    run_until((mesh_peer_routes(c, s_fit_cb, &q1), mesh_peer_routes(c, s_fit_cb, &q3),
+               q1.has && q3.has),
+              3000);
+    mesh_call_opts_t o = {.selector = "fittest"};
+    rec_t *r = s_call_wait(c, "/fit", "x", &o);
+    cr_expect_eq(r->status, 0);
+    cr_expect_str_eq(r->peer_name, "p2");
+    cr_expect_eq(g_seen_has_fit, 3);
+    /* fitness changes travel with the next ping */
+    g_fit[0] = 0.9;
+    run_until((mesh_peer_routes(c, s_fit_cb, &q1), q1.fitness > 0.8), 3000);
+    cr_expect_float_eq(q1.fitness, 0.9, 1e-9);
+    r = s_call_wait(c, "/fit", "x", &o);
+    cr_expect_str_eq(r->peer_name, "p1");
+    g_fit[0] = 0.25;
+    s_end();
+}
+
+static void s_stop_handler(mesh_peer_t *peer, mesh_request_t *req, void *arg)
+{
+    (*(int *)arg)++;
+    mesh_request_reply(req, "bye", 3);
+    mesh_peer_stop(peer); /* "any thread": the handler's own included */
+}
+
+static int g_stop_calls;
+
+Test(peer, stop_from_inside_a_handler)
+{
+    g_stop_calls = 0;
+    mesh_peer_t *p = s_new("p1");
+    cr_assert_eq(mesh_peer_expose(p, "/shutdown", s_stop_handler, &g_stop_calls, NULL), 0);
+    s_attach(p);
+    mesh_peer_t *c = s_started("caller");
+    run_until(s_knows(c, "/shutdown", "p1"), DISCOVERY_MS);
+    cr_assert(s_knows(c, "/shutdown", "p1"));
+    rec_t *r = &g_rec[0];
+    cr_assert_eq(s_call(c, "/shutdown", "x", NULL, r), 0);
+    run_until(r->n > 0, 5000);
+    cr_assert_eq(r->n, 1);
+    cr_expect_eq(g_stop_calls, 1);
+    cr_expect(r->status == 0 || r->status == MESH_ERR_PEERLOST, "status %s",
+              mesh_err_name(r->status));
+    run_until(!s_route(c, "/shutdown", "p1").found, 3000);
+    cr_expect_not(s_route(c, "/shutdown", "p1").found);
+    run_for(100);
+    s_end();
+}
+
+Test(peer, fanout_stops_waiting_for_a_lost_peer)
+{
+    mesh_peer_t *p1 = s_new("p1");
+    mesh_peer_t *p2 = s_new("p2");
+    mesh_peer_t *p3 = s_new("p3");
+    s_expose(p1, "/fan", H_ECHO, NULL);
+    s_expose(p2, "/fan", H_ECHO, NULL);
+    svc_t *s3 = s_expose(p3, "/fan", H_HOLD, NULL);
+    s_attach(p1);
+    s_attach(p2);
+    s_attach(p3);
+    mesh_peer_t *c = s_started("caller");
+    run_until(s_knows(c, "/fan", "p1") && s_knows(c, "/fan", "p2") && s_knows(c, "/fan", "p3"),
+              DISCOVERY_MS);
+    cr_assert(s_knows(c, "/fan", "p1") && s_knows(c, "/fan", "p2") && s_knows(c, "/fan", "p3"));
+    gather_rec_t *g = &g_gather[0];
+    mesh_call_opts_t o = {.timeout_ms = 20000};
+    int64_t t0 = s_ms();
+    cr_assert_eq(mesh_peer_fanout(c, "/fan", "x", 1, &o, s_on_gather, g), 0);
+    run_until(s3->calls == 1, 3000);
+    cr_assert_eq(s3->calls, 1);
+    run_for(200);
+    cr_assert_eq(g->n, 0);
+    s_destroy(p3);
+    run_until(g->n > 0, 10000);
+    cr_assert_eq(g->n, 1);
+    cr_expect_lt(g->at - t0, 5000, "waited for the deadline after losing p3");
+    cr_expect_geq(s_find_reply(g, "p1"), 0);
+    cr_expect_geq(s_find_reply(g, "p2"), 0);
+    /* p3 is accounted for: missing, or a reply carrying PEERLOST */
+    int k = s_find_reply(g, "p3");
+    bool accounted = (g->nmissing == 1 && strcmp(g->missing_name[0], "p3") == 0) ||
+                     (k >= 0 && g->status[k] == MESH_ERR_PEERLOST);
+    cr_expect(accounted, "p3: %zu missing, reply index %d", g->nmissing, k);
+    cr_expect_eq(g->nreplies + g->nmissing, 3);
     s_end();
 }
 
