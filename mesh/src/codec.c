@@ -105,8 +105,8 @@ static bool s_array(s_in_t *in, uint32_t *n)
     return false;
 }
 
-/*  An integer in any msgpack form. Non-negative values come back in *u with
-    *neg false; negative ones in *i with *neg true. */
+/*  An integer in any msgpack form. A non-negative value comes back in u
+    (neg false), a negative one in i (neg true). */
 static bool s_int(s_in_t *in, uint64_t *u, int64_t *i, bool *neg)
 {
     if (in->p == in->end) {
@@ -149,10 +149,7 @@ static bool s_int(s_in_t *in, uint64_t *u, int64_t *i, bool *neg)
     }
     const uint8_t *p = in->p;
     in->p += width;
-    uint64_t raw = width == 1   ? p[0]
-                   : width == 2 ? s_be16(p)
-                   : width == 4 ? s_be32(p)
-                                : s_be64(p);
+    uint64_t raw = width == 1 ? p[0] : width == 2 ? s_be16(p) : width == 4 ? s_be32(p) : s_be64(p);
     if (b <= 0xcf) {
         *u = raw;
         return true;
@@ -397,8 +394,7 @@ static bool s_decode_publish(s_in_t *in, mesh__env_t *out)
            s_bytes(in, true, MESH_CODEC_PAYLOAD_MAX, &out->u.publish.payload);
 }
 
-int mesh__env_decode(const uint8_t *buf, size_t len, mesh__env_t *out,
-                     mesh__env_scratch_t *scratch)
+int mesh__env_decode(const uint8_t *buf, size_t len, mesh__env_t *out, mesh__env_scratch_t *scratch)
 {
     assert(out);
     out->type = 0;
@@ -597,8 +593,17 @@ static uint8_t *s_put_array(uint8_t *p, size_t n)
     return p;
 }
 
+/*  Not inlined: where the caller has bounded len (a path is <= 255), GCC
+    expands an inlined memcpy into `rep movs`, which costs ~20 ns to start;
+    here len is opaque and memcpy is the library's, fast for any size. */
+#if defined(__GNUC__)
+#define S_NOINLINE __attribute__((noinline))
+#else
+#define S_NOINLINE
+#endif
+
 /*  str (bin false) or bin of len bytes; len is within its limit (< 4 GiB). */
-static uint8_t *s_put_bytes(uint8_t *p, bool bin, const void *data, size_t len)
+static S_NOINLINE uint8_t *s_put_bytes(uint8_t *p, bool bin, const void *data, size_t len)
 {
     if (!bin && len < 32) {
         *p++ = (uint8_t)(0xa0 | len);
@@ -771,8 +776,7 @@ void mesh__env_encode_reply(mesh__buf_t *b, uint64_t id, int32_t status, const v
 {
     assert(b);
     size_t error_len = error ? s_strlen(error, MESH_CODEC_ERROR_MAX) : 0;
-    if (error_len > MESH_CODEC_ERROR_MAX || size > MESH_CODEC_PAYLOAD_MAX ||
-        (size && !payload)) {
+    if (error_len > MESH_CODEC_ERROR_MAX || size > MESH_CODEC_PAYLOAD_MAX || (size && !payload)) {
         b->failed = true;
         return;
     }
@@ -788,8 +792,7 @@ void mesh__env_encode_reply(mesh__buf_t *b, uint64_t id, int32_t status, const v
     s_commit(b, p);
 }
 
-void mesh__env_encode_publish(mesh__buf_t *b, const char *topic, const void *payload,
-                              size_t size)
+void mesh__env_encode_publish(mesh__buf_t *b, const char *topic, const void *payload, size_t size)
 {
     assert(b);
     size_t topic_len = s_strlen(topic, MESH_CODEC_PATH_MAX);

@@ -60,7 +60,7 @@ typedef struct {
 typedef struct {
     uint8_t uuid[MESH_ZRE_UUID_SIZE];
     char id[33];
-    char *name;
+    char name[MESH_ZRE_STRING_MAX + 1];
     bool done;
     int status;
     uint8_t *data;
@@ -68,12 +68,18 @@ typedef struct {
     char *error;
 } s_target_t;
 
+#define S_TRIED_INLINE 4   /* attempts remembered without an allocation */
+#define S_POOL_MAX     256 /* finished calls kept for reuse */
+#define MESH_POOL_BUF_MAX 4096 /* larger call buffers are not kept */
+
 typedef struct s_call {
     uint64_t id;
     bool fanout;
-    char *path;
-    uint8_t *data;
+    char *path;    /* in buf */
+    uint8_t *data; /* in buf, after the path */
     size_t size;
+    uint8_t *buf;  /* path + payload, one allocation, reused from the pool */
+    size_t buf_cap;
     mesh__sel_kind_t kind;
     char *key;
     uint8_t direct[MESH_ZRE_UUID_SIZE];
@@ -87,7 +93,10 @@ typedef struct s_call {
     unsigned attempt;
     uint8_t (*tried)[MESH_ZRE_UUID_SIZE]; /* members already asked: never again */
     size_t ntried;
-    s_target_t *targets; /* a call has one (the current), a fan-out many */
+    uint8_t tried_inline[S_TRIED_INLINE][MESH_ZRE_UUID_SIZE];
+    s_target_t *targets; /* a call has one (the current, inline), a fan-out many */
+    s_target_t one;
+    struct s_call *pool_next;
     size_t ntargets;
     size_t nanswered;
     mesh_reply_fn *cb;
@@ -134,6 +143,11 @@ struct mesh_peer {
     ev_timer ping_timer;
     ev_timer deadline_timer;
     ev_idle local_idle;
+    ev_idle pending_idle; /* a stop or destroy asked for inside a callback */
+    pthread_t loop_thread; /* the thread that runs the loop (attach: the caller's) */
+    int depth;            /* > 0 while a callback of ours runs on the loop */
+    bool stop_pending, destroy_pending;
+    bool closing;         /* stop or destroy under way: no more user callbacks */
     bool running, stopped;
     /* what we offer */
     s_service_t *services;
@@ -150,6 +164,8 @@ struct mesh_peer {
     size_t calls_cap, ncalls;
     s_call_t **heap;
     size_t heap_len, heap_cap;
+    s_call_t *pool; /* finished calls for reuse: the hot path allocates nothing */
+    size_t npool;
     uint64_t next_id;
     /* requests being handled here */
     mesh_request_t *open;
@@ -455,7 +471,13 @@ static void s_ping(mesh_peer_t *self)
 
 static void s_on_ping_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    s_ping(w->data);
+    mesh_peer_t *self = w->data;
+    if (self->closing) {
+        return;
+    }
+    self->depth++;
+    s_ping(self);
+    self->depth--;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -618,23 +640,37 @@ static int s_call_track(mesh_peer_t *self, s_call_t *call)
 static void s_targets_free(s_call_t *call)
 {
     for (size_t i = 0; i < call->ntargets; i++) {
-        free(call->targets[i].name);
         free(call->targets[i].data);
         free(call->targets[i].error);
     }
-    free(call->targets);
+    if (call->targets != &call->one) {
+        free(call->targets);
+    }
     call->targets = NULL;
     call->ntargets = 0;
 }
 
-static void s_call_free(s_call_t *call)
+/*  Frees what a call owns, and the call itself unless the pool takes it. */
+static void s_call_free(mesh_peer_t *self, s_call_t *call)
 {
-    free(call->path);
-    free(call->data);
     free(call->key);
     s_strv_free(call->tags, call->ntags);
-    free(call->tried);
+    if (call->tried != call->tried_inline) {
+        free(call->tried);
+    }
     s_targets_free(call);
+    if (self && self->npool < S_POOL_MAX && call->buf_cap <= MESH_POOL_BUF_MAX) {
+        uint8_t *buf = call->buf;
+        size_t cap = call->buf_cap;
+        memset(call, 0, sizeof *call);
+        call->buf = buf;
+        call->buf_cap = cap;
+        call->pool_next = self->pool;
+        self->pool = call;
+        self->npool++;
+        return;
+    }
+    free(call->buf);
     free(call);
 }
 
@@ -678,7 +714,7 @@ static void s_call_finish(mesh_peer_t *self, s_call_t *call, int status, const v
         mesh_reply_t r = {status, data, size, error, t ? t->id : NULL, t ? t->name : NULL};
         call->cb(self, &r, call->arg);
     }
-    s_call_free(call);
+    s_call_free(self, call);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -820,42 +856,61 @@ static void s_selection(mesh_peer_t *self, const s_call_t *call, mesh__select_t 
 static void s_target_set(s_target_t *t, const mesh__member_t *m)
 {
     memcpy(t->uuid, mesh__member_uuid(m), MESH_ZRE_UUID_SIZE);
-    snprintf(t->id, sizeof t->id, "%s", mesh__member_uuid_str(m));
-    free(t->name);
-    t->name = strdup(mesh__member_name(m));
+    memcpy(t->id, mesh__member_uuid_str(m), sizeof t->id);
+    const char *name = mesh__member_name(m);
+    size_t len = strnlen(name, sizeof t->name - 1);
+    memcpy(t->name, name, len);
+    t->name[len] = '\0';
 }
 
 /*  Sends the call's next attempt to a newly selected candidate. Returns 0,
     or MESH_ERR_NOPROVIDER when nobody is left to try. */
-static int s_call_dispatch(mesh_peer_t *self, s_call_t *call)
+static bool s_tried_push(s_call_t *call, const uint8_t *uuid)
 {
-    const mesh__member_t **exclude = calloc(call->ntried + 1, sizeof *exclude);
-    if (!exclude) {
-        return MESH_ERR_NOMEM;
+    if (!call->tried) {
+        call->tried = call->tried_inline;
     }
+    if (call->ntried >= S_TRIED_INLINE) {
+        uint8_t(*t)[MESH_ZRE_UUID_SIZE] =
+            call->tried == call->tried_inline ? malloc((call->ntried + 1) * sizeof *t)
+                                              : realloc(call->tried, (call->ntried + 1) * sizeof *t);
+        if (!t) {
+            return false;
+        }
+        if (call->tried == call->tried_inline) {
+            memcpy(t, call->tried_inline, sizeof call->tried_inline);
+        }
+        call->tried = t;
+    }
+    memcpy(call->tried[call->ntried++], uuid, MESH_ZRE_UUID_SIZE);
+    return true;
+}
+
+static int s_call_dispatch(mesh_peer_t *self, s_call_t *call, int64_t now)
+{
     for (;;) {
+        const mesh__member_t *stack[S_TRIED_INLINE + 1];
+        const mesh__member_t **exclude =
+            call->ntried < S_TRIED_INLINE ? stack : malloc((call->ntried + 1) * sizeof *exclude);
+        if (!exclude) {
+            return MESH_ERR_NOMEM;
+        }
         mesh__select_t sel;
         s_selection(self, call, &sel, exclude);
-        const mesh__route_t *route = mesh__select_one(self->rt, call->path, &sel, s_now());
-        if (!route) {
+        const mesh__route_t *route = mesh__select_one(self->rt, call->path, &sel, now);
+        if (exclude != stack) {
             free(exclude);
+        }
+        if (!route) {
             return MESH_ERR_NOPROVIDER;
         }
         const mesh__member_t *m = route->member;
-        uint8_t(*tried)[MESH_ZRE_UUID_SIZE] =
-            realloc(call->tried, (call->ntried + 1) * sizeof *tried);
-        const mesh__member_t **ex = realloc(exclude, (call->ntried + 2) * sizeof *ex);
-        if (!tried || !ex) {
-            call->tried = tried ? tried : call->tried;
-            free(ex ? ex : exclude);
+        if (!s_tried_push(call, mesh__member_uuid(m))) {
             return MESH_ERR_NOMEM;
         }
-        exclude = ex;
-        call->tried = tried;
-        memcpy(call->tried[call->ntried++], mesh__member_uuid(m), MESH_ZRE_UUID_SIZE);
         call->attempt++;
         s_target_set(&call->targets[0], m);
-        int64_t left = call->deadline - s_now();
+        int64_t left = call->deadline - now;
         uint32_t flags = MESH_REQ_CALL | (call->idempotent ? MESH_REQ_IDEMPOTENT : 0);
         mesh__buf_clear(&self->out);
         mesh__env_encode_request(&self->out, call->id, flags, call->path,
@@ -864,9 +919,9 @@ static int s_call_dispatch(mesh_peer_t *self, s_call_t *call)
         int rc = s_send_to(self, mesh__member_uuid(m));
         if (rc == 0) {
             self->stats.requests_out++;
-            free(exclude);
             return 0;
         }
+        self->stats.sends_dropped++;
         /* this one cannot take it (queue full, just left): try the next */
         s_debug(self, "request %llu to %s failed: %s", (unsigned long long)call->id,
                 mesh__member_name(m), mesh_strerror(rc));
@@ -875,18 +930,30 @@ static int s_call_dispatch(mesh_peer_t *self, s_call_t *call)
 
 static s_call_t *s_call_new(mesh_peer_t *self, const char *path, const void *data, size_t size)
 {
-    s_call_t *call = calloc(1, sizeof *call);
-    if (!call) {
+    s_call_t *call = self->pool;
+    if (call) {
+        self->pool = call->pool_next;
+        self->npool--;
+        call->pool_next = NULL;
+    } else if (!(call = calloc(1, sizeof *call))) {
         return NULL;
+    }
+    size_t plen = strlen(path);
+    size_t need = plen + 1 + size;
+    if (need > call->buf_cap) {
+        uint8_t *b = realloc(call->buf, need);
+        if (!b) {
+            s_call_free(NULL, call);
+            return NULL;
+        }
+        call->buf = b;
+        call->buf_cap = need;
     }
     call->id = self->next_id++;
-    call->path = strdup(path);
-    call->data = malloc(size ? size : 1);
+    call->path = (char *)call->buf;
+    memcpy(call->path, path, plen + 1);
+    call->data = call->buf + plen + 1;
     call->size = size;
-    if (!call->path || !call->data) {
-        s_call_free(call);
-        return NULL;
-    }
     if (size) {
         memcpy(call->data, data, size);
     }
@@ -908,7 +975,7 @@ int mesh_peer_call(mesh_peer_t *self, const char *path, const void *data, size_t
     if (rc != 0 || !cb || (size && !data)) {
         return rc ? rc : MESH_ERR_INVAL;
     }
-    if (!self->running || self->stopped) {
+    if (!self->running || self->stopped || self->closing) {
         return MESH_ERR_STATE;
     }
     s_call_t *call = s_call_new(self, path, data, size);
@@ -917,18 +984,19 @@ int mesh_peer_call(mesh_peer_t *self, const char *path, const void *data, size_t
     }
     call->cb = cb;
     call->arg = arg;
-    call->targets = calloc(1, sizeof *call->targets);
-    call->ntargets = call->targets ? 1 : 0;
-    rc = call->targets ? s_call_options(self, call, opts, false) : MESH_ERR_NOMEM;
+    call->targets = &call->one;
+    call->ntargets = 1;
+    rc = s_call_options(self, call, opts, false);
     if (rc == 0) {
-        call->deadline = s_now() + call->timeout_ms;
-        rc = s_call_dispatch(self, call);
+        int64_t now = s_now();
+        call->deadline = now + call->timeout_ms;
+        rc = s_call_dispatch(self, call, now);
     }
     if (rc == 0) {
         rc = s_call_track(self, call);
     }
     if (rc != 0) {
-        s_call_free(call);
+        s_call_free(self, call);
         return rc;
     }
     return 0;
@@ -941,7 +1009,7 @@ int mesh_peer_cast(mesh_peer_t *self, const char *path, const void *data, size_t
     if (rc != 0 || (size && !data)) {
         return rc ? rc : MESH_ERR_INVAL;
     }
-    if (!self->running || self->stopped) {
+    if (!self->running || self->stopped || self->closing) {
         return MESH_ERR_STATE;
     }
     s_call_t tmp;
@@ -970,11 +1038,16 @@ int mesh_peer_cast(mesh_peer_t *self, const char *path, const void *data, size_t
         mesh__buf_clear(&self->out);
         mesh__env_encode_request(&self->out, self->next_id++, 0, path, tmp.timeout_ms, tmp.key,
                                  1, data, size);
+        size_t sent = 0;
         for (size_t i = 0; i < n; i++) {
             if (s_send_to(self, mesh__member_uuid(all[i]->member)) == 0) {
                 self->stats.casts_out++;
+                sent++;
+            } else {
+                self->stats.sends_dropped++;
             }
         }
+        rc = sent ? 0 : MESH_ERR_AGAIN; /* every chosen peer's queue was full */
     }
     if (all != &one) {
         free(all);
@@ -991,7 +1064,7 @@ int mesh_peer_fanout(mesh_peer_t *self, const char *path, const void *data, size
     if (rc != 0 || !cb || (size && !data)) {
         return rc ? rc : MESH_ERR_INVAL;
     }
-    if (!self->running || self->stopped) {
+    if (!self->running || self->stopped || self->closing) {
         return MESH_ERR_STATE;
     }
     s_call_t *call = s_call_new(self, path, data, size);
@@ -1038,7 +1111,7 @@ int mesh_peer_fanout(mesh_peer_t *self, const char *path, const void *data, size
     }
     free(all);
     if (rc != 0) {
-        s_call_free(call);
+        s_call_free(self, call);
     }
     return rc;
 }
@@ -1071,7 +1144,7 @@ static void s_member_lost(mesh_peer_t *self, const uint8_t *uuid)
             continue;
         }
         if (call->idempotent && call->attempt < (unsigned)self->cfg.max_attempts &&
-            s_call_dispatch(self, call) == 0) {
+            s_call_dispatch(self, call, s_now()) == 0) {
             continue;
         }
         s_call_finish(self, call, MESH_ERR_PEERLOST, NULL, 0, NULL);
@@ -1082,12 +1155,17 @@ static void s_member_lost(mesh_peer_t *self, const uint8_t *uuid)
 static void s_on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 {
     mesh_peer_t *self = w->data;
+    if (self->closing) {
+        return;
+    }
+    self->depth++;
     int64_t now = s_now();
     while (self->heap_len && self->heap[0]->deadline <= now) {
         s_call_t *call = self->heap[0];
         s_call_finish(self, call, call->fanout ? 0 : MESH_ERR_TIMEOUT, NULL, 0, NULL);
     }
     s_arm_deadline(self);
+    self->depth--;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1131,33 +1209,40 @@ static void s_on_request(mesh_peer_t *self, mesh__member_t *from, const mesh__en
         }
         return;
     }
-    mesh_request_t *req = calloc(1, sizeof *req);
+    /* one allocation: the request, then its payload, path, key and caller's name */
+    const char *name = mesh__member_name(from);
+    size_t nlen = strlen(name), plen = strlen(svc->path);
+    size_t klen = env->u.request.key.ptr ? env->u.request.key.len + 1 : 0;
+    size_t size = env->u.request.payload.len;
+    mesh_request_t *req = malloc(sizeof *req + size + plen + 1 + klen + nlen + 1);
     if (!req) {
         return;
     }
+    memset(req, 0, sizeof *req);
     req->peer = self;
     req->id = env->u.request.id;
     req->flags = env->u.request.flags;
     req->attempt = env->u.request.attempt;
     memcpy(req->from, mesh__member_uuid(from), MESH_ZRE_UUID_SIZE);
-    snprintf(req->from_id, sizeof req->from_id, "%s", mesh__member_uuid_str(from));
-    req->from_name = strdup(mesh__member_name(from));
-    req->path = strdup(svc->path);
-    req->key = env->u.request.key.ptr ? s_slice_dup(env->u.request.key) : NULL;
-    req->size = env->u.request.payload.len;
-    req->data = malloc(req->size ? req->size : 1);
-    if (!req->from_name || !req->path || !req->data ||
-        (env->u.request.key.ptr && !req->key)) {
-        free(req->from_name);
-        free(req->path);
-        free(req->key);
-        free(req->data);
-        free(req);
-        return;
+    memcpy(req->from_id, mesh__member_uuid_str(from), sizeof req->from_id);
+    uint8_t *p = (uint8_t *)(req + 1);
+    req->data = p;
+    req->size = size;
+    if (size) {
+        memcpy(p, env->u.request.payload.ptr, size);
     }
-    if (req->size) {
-        memcpy(req->data, env->u.request.payload.ptr, req->size);
+    p += size;
+    req->path = (char *)p;
+    memcpy(p, svc->path, plen + 1);
+    p += plen + 1;
+    if (klen) {
+        req->key = (char *)p;
+        memcpy(p, env->u.request.key.ptr, klen - 1);
+        p[klen - 1] = '\0';
+        p += klen;
     }
+    req->from_name = (char *)p;
+    memcpy(p, name, nlen + 1);
     req->next = self->open;
     if (self->open) {
         self->open->prev = req;
@@ -1207,7 +1292,7 @@ static void s_on_reply(mesh_peer_t *self, mesh__member_t *from, const mesh__env_
     }
     if (status == MESH_ERR_REJECTED || status == MESH_ERR_NOTFOUND) {
         /* a rejection, or a provider that no longer offers it: next candidate */
-        int rc = call->attempt < (unsigned)self->cfg.max_attempts ? s_call_dispatch(self, call)
+        int rc = call->attempt < (unsigned)self->cfg.max_attempts ? s_call_dispatch(self, call, s_now())
                                                                  : MESH_ERR_NOPROVIDER;
         if (rc != 0) {
             s_call_finish(self, call,
@@ -1295,20 +1380,34 @@ static void s_on_local(struct ev_loop *loop, ev_idle *w, int revents)
     s_local_t *list = self->local_head;
     self->local_head = self->local_tail = NULL;
     ev_idle_stop(loop, w);
+    self->depth++;
     while (list) {
         s_local_t *l = list;
         list = l->next;
-        if (self->running && !self->stopped) {
+        if (self->running && !self->stopped && !self->closing) {
             s_on_envelope(self, self->self_member, l->bytes, l->len);
         }
         free(l->bytes);
         free(l);
     }
+    self->depth--;
 }
+
+static void s_on_zre_event(mesh_peer_t *self, const mesh__zre_event_t *ev);
 
 static void s_on_zre(mesh__zre_t *node, const mesh__zre_event_t *ev, void *arg)
 {
     mesh_peer_t *self = arg;
+    if (self->closing) {
+        return;
+    }
+    self->depth++;
+    s_on_zre_event(self, ev);
+    self->depth--;
+}
+
+static void s_on_zre_event(mesh_peer_t *self, const mesh__zre_event_t *ev)
+{
     const uint8_t *uuid = mesh__zre_peer_uuid(ev->peer);
     switch (ev->type) {
     case MESH_ZRE_EV_JOIN:
@@ -1362,11 +1461,7 @@ static void s_request_free(mesh_request_t *req)
         req->next->prev = req->prev;
     }
     self->inflight--;
-    free(req->from_name);
-    free(req->path);
-    free(req->key);
-    free(req->data);
-    free(req);
+    free(req); /* its strings and payload live in the same block */
 }
 
 static int s_request_finish(mesh_request_t *req, int32_t status, const void *data, size_t size,
@@ -1556,7 +1651,7 @@ int mesh_peer_publish(mesh_peer_t *self, const char *topic, const void *data, si
     if (strlen(topic) > MESH_CODEC_PATH_MAX) {
         return MESH_ERR_TOOLONG;
     }
-    if (!self->running || self->stopped) {
+    if (!self->running || self->stopped || self->closing) {
         return MESH_ERR_STATE;
     }
     size_t count = mesh__routing_subscribers(self->rt, topic, s_now(), NULL, 0);
@@ -1611,6 +1706,8 @@ void mesh_peer_set_fitness(mesh_peer_t *self, mesh_fitness_fn *fn, void *arg)
 /* ------------------------------------------------------------------------ */
 /* running */
 
+static void s_on_pending(struct ev_loop *loop, ev_idle *w, int revents);
+
 static int s_start_on(mesh_peer_t *self, struct ev_loop *loop)
 {
     int rc = mesh__zre_start(self->zre, s_now());
@@ -1635,6 +1732,9 @@ static int s_start_on(mesh_peer_t *self, struct ev_loop *loop)
     self->deadline_timer.data = self;
     ev_idle_init(&self->local_idle, s_on_local);
     self->local_idle.data = self;
+    ev_idle_init(&self->pending_idle, s_on_pending);
+    self->pending_idle.data = self;
+    self->loop_thread = pthread_self();
     if (self->local_head) {
         ev_idle_start(loop, &self->local_idle);
     }
@@ -1685,7 +1785,7 @@ int mesh_peer_start_thread(mesh_peer_t *self)
     return a.rc;
 }
 
-/*  On the loop thread. */
+/*  On the loop thread, outside any callback of ours. */
 static void s_stop_here(mesh_peer_t *self)
 {
     if (!self->running || self->stopped) {
@@ -1693,9 +1793,11 @@ static void s_stop_here(mesh_peer_t *self)
     }
     self->stopped = true;
     /* stop being offered first, then fail what waits on us */
+    self->depth++;
     while (self->heap_len) {
         s_call_finish(self, self->heap[0], MESH_ERR_CLOSED, NULL, 0, NULL);
     }
+    self->depth--;
     ev_timer_stop(self->loop, &self->ping_timer);
     ev_timer_stop(self->loop, &self->deadline_timer);
     ev_idle_stop(self->loop, &self->local_idle);
@@ -1709,37 +1811,9 @@ static void s_stop_cmd(struct ev_loop *loop, void *arg)
     s_stop_here(arg);
 }
 
-void mesh_peer_stop(mesh_peer_t *self)
+/*  Frees everything once the peer is stopped and off its loop. */
+static void s_free(mesh_peer_t *self)
 {
-    if (!self) {
-        return;
-    }
-    if (self->thread && !mesh__loopthread_is_current(self->thread)) {
-        mesh__loopthread_call(self->thread, s_stop_cmd, self);
-    } else {
-        s_stop_here(self);
-    }
-}
-
-static void s_teardown_cmd(struct ev_loop *loop, void *arg)
-{
-    mesh_peer_t *self = arg;
-    s_stop_here(self);
-    mesh__cmdq_destroy(&self->cmdq);
-}
-
-void mesh_peer_destroy(mesh_peer_t **self_p)
-{
-    if (!self_p || !*self_p) {
-        return;
-    }
-    mesh_peer_t *self = *self_p;
-    if (self->thread) {
-        mesh__loopthread_call(self->thread, s_teardown_cmd, self);
-        mesh__loopthread_destroy(&self->thread);
-    } else {
-        s_teardown_cmd(self->loop, self);
-    }
     while (self->open) {
         s_request_free(self->open);
     }
@@ -1764,6 +1838,12 @@ void mesh_peer_destroy(mesh_peer_t **self_p)
     free(self->selectors);
     free(self->calls);
     free(self->heap);
+    while (self->pool) {
+        s_call_t *c = self->pool;
+        self->pool = c->pool_next;
+        free(c->buf);
+        free(c);
+    }
     mesh__routing_destroy(&self->rt);
     mesh__zre_destroy(&self->zre);
     mesh__buf_free(&self->out);
@@ -1774,7 +1854,110 @@ void mesh_peer_destroy(mesh_peer_t **self_p)
     free(self->iface);
     s_strv_free(self->seeds, self->seeds ? self->cfg.nseeds : 0);
     free(self);
+}
+
+static void s_teardown_cmd(struct ev_loop *loop, void *arg)
+{
+    mesh_peer_t *self = arg;
+    s_stop_here(self);
+    if (self->loop) {
+        ev_idle_stop(self->loop, &self->pending_idle);
+    }
+    mesh__cmdq_destroy(&self->cmdq);
+}
+
+/*  A peer on its own thread destroyed from that thread: the thread cannot
+    join itself, so a short-lived helper thread does it. */
+static void *s_reaper(void *arg)
+{
+    mesh_peer_t *self = arg;
+    mesh__loopthread_destroy(&self->thread);
+    s_free(self);
+    return NULL;
+}
+
+/*  Runs when the loop is back from the callback that asked for a stop or a
+    destroy. */
+static void s_on_pending(struct ev_loop *loop, ev_idle *w, int revents)
+{
+    mesh_peer_t *self = w->data;
+    ev_idle_stop(loop, w);
+    if (!self->destroy_pending) {
+        s_stop_here(self);
+        return;
+    }
+    s_teardown_cmd(loop, self);
+    if (!self->thread) {
+        s_free(self);
+        return;
+    }
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, s_reaper, self) != 0) {
+        s_debug(self, "cannot start the reaper thread: the peer leaks");
+    }
+    pthread_attr_destroy(&attr);
+}
+
+static bool s_on_loop_thread(const mesh_peer_t *self)
+{
+    if (self->thread) {
+        return mesh__loopthread_is_current(self->thread);
+    }
+    return !self->loop || pthread_equal(pthread_self(), self->loop_thread);
+}
+
+static void s_defer(mesh_peer_t *self, bool destroy)
+{
+    self->closing = true;
+    self->stop_pending = true;
+    self->destroy_pending = self->destroy_pending || destroy;
+    ev_idle_start(self->loop, &self->pending_idle);
+}
+
+void mesh_peer_stop(mesh_peer_t *self)
+{
+    if (!self || self->destroy_pending) {
+        return;
+    }
+    if (!s_on_loop_thread(self)) {
+        if (self->thread) {
+            mesh__loopthread_call(self->thread, s_stop_cmd, self);
+        } else if (self->cmdq) {
+            mesh__cmdq_call(self->cmdq, s_stop_cmd, self);
+        }
+    } else if (self->depth > 0) {
+        s_defer(self, false);
+    } else {
+        s_stop_here(self);
+    }
+}
+
+void mesh_peer_destroy(mesh_peer_t **self_p)
+{
+    if (!self_p || !*self_p) {
+        return;
+    }
+    mesh_peer_t *self = *self_p;
     *self_p = NULL;
+    if (self->destroy_pending) {
+        return;
+    }
+    if (self->loop && s_on_loop_thread(self) && (self->depth > 0 || self->thread)) {
+        s_defer(self, true); /* inside a callback, or on its own thread */
+        return;
+    }
+    if (self->thread) {
+        mesh__loopthread_call(self->thread, s_teardown_cmd, self);
+        mesh__loopthread_destroy(&self->thread);
+    } else if (self->loop && !s_on_loop_thread(self)) {
+        mesh__cmdq_call(self->cmdq, s_teardown_cmd, self);
+    } else {
+        s_teardown_cmd(self->loop, self);
+    }
+    s_free(self);
 }
 
 typedef struct {
@@ -1786,7 +1969,9 @@ typedef struct {
 static void s_post_cmd(struct ev_loop *loop, void *arg)
 {
     s_post_t *p = arg;
+    p->peer->depth++;
     p->fn(p->peer, p->arg);
+    p->peer->depth--;
     free(p);
 }
 
@@ -1961,5 +2146,6 @@ void mesh_peer_stats(const mesh_peer_t *self, mesh_stats_t *out)
     const mesh__zre_stats_t *z = mesh__zre_stats(self->zre);
     out->zre_dropped = z->msgs_malformed + z->msgs_unknown_sender + z->sequence_gaps +
                        z->beacons_bad + z->gossip_bad;
+    out->sends_dropped = self->stats.sends_dropped;
     out->peers = mesh__routing_count(self->rt);
 }

@@ -113,14 +113,13 @@ static void s_encode(mesh__buf_t *b, const mesh__env_t *e, int which)
     mesh__buf_clear(b);
     switch (e->type) {
     case MESH_ENV_SERVICES:
-        mesh__env_encode_services(b, e->u.services.version, s_svcs[which],
-                                  e->u.services.nservices, s_subs[which], e->u.services.nsubs);
+        mesh__env_encode_services(b, e->u.services.version, s_svcs[which], e->u.services.nservices,
+                                  s_subs[which], e->u.services.nsubs);
         break;
     case MESH_ENV_STATUS:
-        mesh__env_encode_status(b, e->u.status.load,
-                                e->u.status.has_fitness ? &e->u.status.fitness : NULL,
-                                e->u.status.services_version, e->u.status.ring_digest,
-                                e->u.status.inflight);
+        mesh__env_encode_status(
+            b, e->u.status.load, e->u.status.has_fitness ? &e->u.status.fitness : NULL,
+            e->u.status.services_version, e->u.status.ring_digest, e->u.status.inflight);
         break;
     case MESH_ENV_REQUEST:
         mesh__env_encode_request(b, e->u.request.id, e->u.request.flags,
@@ -165,8 +164,8 @@ static void s_compare(const mesh__env_t *a, const mesh__env_t *b)
         MESH_FUZZ_CHECK(memcmp(&a->u.status.load, &b->u.status.load, sizeof(double)) == 0);
         MESH_FUZZ_CHECK(a->u.status.has_fitness == b->u.status.has_fitness);
         if (a->u.status.has_fitness) {
-            MESH_FUZZ_CHECK(
-                memcmp(&a->u.status.fitness, &b->u.status.fitness, sizeof(double)) == 0);
+            MESH_FUZZ_CHECK(memcmp(&a->u.status.fitness, &b->u.status.fitness, sizeof(double)) ==
+                            0);
         }
         MESH_FUZZ_CHECK(a->u.status.services_version == b->u.status.services_version);
         MESH_FUZZ_CHECK(a->u.status.ring_digest == b->u.status.ring_digest);

@@ -38,6 +38,7 @@
     type (see alt_* tests), except type and version, which are positive
     fixints. */
 #include "codec.h"
+#include "gossip.h"
 
 #include <mesh/mesh.h>
 
@@ -156,6 +157,7 @@ static void s_assert_buf(const mesh__buf_t *b, const s_bytes_t *want, const char
 
 /* ----------------------------------------------------------------- vectors */
 
+/* clang-format off */
 #define S_V_SERVICES  "95 10 01 07 91 93 a8 63 61 6c 63 2f 61 64 64 91 a4 66 61 73 74 00 " \
                       "91 92 a5 6e 65 77 73 2f c3"
 #define S_V_SERVICES0 "95 10 01 00 90 90"
@@ -169,6 +171,7 @@ static void s_assert_buf(const mesh__buf_t *b, const s_bytes_t *want, const char
 #define S_V_REPLY2    "96 13 01 02 f2 c0 a4 62 6f 6f 6d"
 #define S_V_REPLY3    "96 13 01 cd 01 2c d1 fc 18 c0 c0"
 #define S_V_PUBLISH   "94 14 01 a4 6e 65 77 73 c4 01 78"
+/* clang-format on */
 
 static const char *const s_vectors[] = {
     S_V_SERVICES, S_V_SERVICES0, S_V_STATUS, S_V_STATUS2, S_V_REQUEST,
@@ -205,8 +208,8 @@ static void s_encode_vector(mesh__buf_t *b, size_t i)
         mesh__env_encode_request(b, 1, MESH_REQ_CALL, "echo", 1000, NULL, 0, "hi", 2);
         break;
     case 5:
-        mesh__env_encode_request(b, 0x100000000ull, MESH_REQ_CALL | MESH_REQ_IDEMPOTENT,
-                                 "kv/get", 0, "k1", 2, NULL, 0);
+        mesh__env_encode_request(b, 0x100000000ull, MESH_REQ_CALL | MESH_REQ_IDEMPOTENT, "kv/get",
+                                 0, "k1", 2, NULL, 0);
         break;
     case 6:
         mesh__env_encode_reply(b, 1, 0, "hi", 2, NULL);
@@ -462,8 +465,7 @@ Test(codec_vectors, msgpack_c_agrees)
     msgpack_pack_uint64(&pk, UINT64_MAX);
     mesh__env_t env;
     cr_assert_eq(s_decode_exact((const uint8_t *)sb.data, sb.size), MESH_ENV_STATUS);
-    cr_assert_eq(mesh__env_decode((const uint8_t *)sb.data, sb.size, &env, NULL),
-                 MESH_ENV_STATUS);
+    cr_assert_eq(mesh__env_decode((const uint8_t *)sb.data, sb.size, &env, NULL), MESH_ENV_STATUS);
     cr_assert_eq(env.u.status.load, 0.25);
     cr_assert(env.u.status.has_fitness);
     cr_assert_eq(env.u.status.fitness, 3.0);
@@ -505,9 +507,8 @@ Test(codec_roundtrip, request_edges)
     mesh__buf_t b = {0};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         mesh__buf_clear(&b);
-        mesh__env_encode_request(&b, cases[c].id, cases[c].flags, cases[c].path,
-                                 cases[c].timeout, cases[c].key, cases[c].attempt, payload,
-                                 cases[c].size);
+        mesh__env_encode_request(&b, cases[c].id, cases[c].flags, cases[c].path, cases[c].timeout,
+                                 cases[c].key, cases[c].attempt, payload, cases[c].size);
         cr_assert_not(b.failed, "case %zu", c);
         uint8_t *copy = s_dup(b.data, b.size);
         mesh__env_t env;
@@ -522,8 +523,7 @@ Test(codec_roundtrip, request_edges)
             cr_assert_null(env.u.request.key.ptr, "case %zu", c);
         }
         cr_assert_eq(env.u.request.attempt, cases[c].attempt, "case %zu", c);
-        cr_assert(s_slice_eq_bytes(env.u.request.payload, payload, cases[c].size), "case %zu",
-                  c);
+        cr_assert(s_slice_eq_bytes(env.u.request.payload, payload, cases[c].size), "case %zu", c);
         free(copy);
     }
     mesh__buf_free(&b);
@@ -535,9 +535,9 @@ Test(codec_roundtrip, request_edges)
 Test(codec_roundtrip, reply_edges)
 {
     char *error = s_repeat('e', MESH_CODEC_ERROR_MAX);
-    const int32_t statuses[] = {0,     1,       127,    128,      -1,        -32,       -33,
-                                -128,  -129,    -32768, -32769,   INT32_MIN, INT32_MAX, 32767,
-                                32768, 65535,   65536,  MESH_ERR_REMOTE};
+    const int32_t statuses[] = {0,         1,     127,   128,    -1,     -32,
+                                -33,       -128,  -129,  -32768, -32769, INT32_MIN,
+                                INT32_MAX, 32767, 32768, 65535,  65536,  MESH_ERR_REMOTE};
     const char *errors[] = {NULL, "", "x", error};
     const uint8_t payload[300] = {1, 2, 3};
     const size_t sizes[] = {0, 1, 300};
@@ -671,11 +671,9 @@ Test(codec_roundtrip, services_at_the_limits)
 
     /* The same with a scratch one entry short: MALFORMED (the caller sized
        it to the limits; a peer sending more is broken). */
-    mesh__env_scratch_t small = {s_svcs, MESH_CODEC_SERVICES_MAX - 1, s_subs,
-                                 MESH_CODEC_SUBS_MAX};
+    mesh__env_scratch_t small = {s_svcs, MESH_CODEC_SERVICES_MAX - 1, s_subs, MESH_CODEC_SUBS_MAX};
     cr_assert_eq(mesh__env_decode(copy, b.size, &env, &small), MESH_ERR_MALFORMED);
-    small = (mesh__env_scratch_t){s_svcs, MESH_CODEC_SERVICES_MAX, s_subs,
-                                  MESH_CODEC_SUBS_MAX - 1};
+    small = (mesh__env_scratch_t){s_svcs, MESH_CODEC_SERVICES_MAX, s_subs, MESH_CODEC_SUBS_MAX - 1};
     cr_assert_eq(mesh__env_decode(copy, b.size, &env, &small), MESH_ERR_MALFORMED);
     free(copy);
     mesh__buf_free(&b);
@@ -785,10 +783,14 @@ Test(codec_encode, smallest_forms_at_boundaries)
         const char *str_hdr;
         const char *bin_hdr;
     } lens[] = {
-        {0, "a0", "c4 00"},       {31, "bf", "c4 1f"},
-        {32, "d9 20", "c4 20"},   {255, "d9 ff", "c4 ff"},
-        {256, "da 01 00", "c5 01 00"}, {4096, "da 10 00", "c5 10 00"},
-        {65535, NULL, "c5 ff ff"}, {65536, NULL, "c6 00 01 00 00"},
+        {0, "a0", "c4 00"},
+        {31, "bf", "c4 1f"},
+        {32, "d9 20", "c4 20"},
+        {255, "d9 ff", "c4 ff"},
+        {256, "da 01 00", "c5 01 00"},
+        {4096, "da 10 00", "c5 10 00"},
+        {65535, NULL, "c5 ff ff"},
+        {65536, NULL, "c6 00 01 00 00"},
     };
     for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
         size_t n = lens[i].len;
@@ -1008,8 +1010,7 @@ Test(codec_decode, alt_spellings_accepted)
         s_bytes_t v = s_hex(alts[i].hex);
         uint8_t *copy = s_dup(v.b, v.n);
         mesh__env_t env;
-        cr_assert_eq(mesh__env_decode(copy, v.n, &env, NULL), MESH_ENV_REQUEST, "%s",
-                     alts[i].why);
+        cr_assert_eq(mesh__env_decode(copy, v.n, &env, NULL), MESH_ENV_REQUEST, "%s", alts[i].why);
         cr_assert(mesh__env_is(copy, v.n), "%s", alts[i].why);
         cr_assert_eq(env.u.request.id, 1, "%s", alts[i].why);
         cr_assert_eq(env.u.request.flags, 1, "%s", alts[i].why);
@@ -1021,8 +1022,8 @@ Test(codec_decode, alt_spellings_accepted)
         free(copy);
         /* and every truncation of it, each in an exact-size buffer */
         for (size_t len = 0; len < v.n; len++) {
-            cr_assert_eq(s_decode_exact(v.b, len), MESH_ERR_MALFORMED, "%s cut at %zu",
-                         alts[i].why, len);
+            cr_assert_eq(s_decode_exact(v.b, len), MESH_ERR_MALFORMED, "%s cut at %zu", alts[i].why,
+                         len);
         }
     }
 }
@@ -1098,11 +1099,12 @@ Test(codec_reject, every_truncation)
     for (size_t i = 0; i < S_NVECTORS; i++) {
         s_bytes_t v = s_hex(s_vectors[i]);
         for (size_t len = 0; len < v.n; len++) {
-            cr_assert_eq(s_decode_exact(v.b, len), MESH_ERR_MALFORMED, "vector %zu cut at %zu",
-                         i, len);
+            cr_assert_eq(s_decode_exact(v.b, len), MESH_ERR_MALFORMED, "vector %zu cut at %zu", i,
+                         len);
         }
-        cr_assert_eq(s_decode_exact(v.b, v.n), MESH_ENV_SERVICES + (int)(i >= 2) +
-                                                   (int)(i >= 4) + (int)(i >= 6) + (int)(i >= 9),
+        cr_assert_eq(s_decode_exact(v.b, v.n),
+                     MESH_ENV_SERVICES + (int)(i >= 2) + (int)(i >= 4) + (int)(i >= 6) +
+                         (int)(i >= 9),
                      "vector %zu whole", i);
     }
     /* and the big REQUEST (uint64 id, max strings, bin16) at every length */
@@ -1394,14 +1396,26 @@ Test(codec_reject, gossip_frames)
     const char *gossip[] = {
         "93 02 01 c0",
         "93 01 01 90",
-        "93 01 01 91 92 c4 10 11 11 11 11 11 11 11 11 11 11 11 11 11 11 11 11 "
-        "d9 14 74 63 70 3a 2f 2f 31 32 37 2e 30 2e 30 2e 31 3a 35 36 37 30",
+        ("93 01 01 91 92 c4 10 11 11 11 11 11 11 11 11 11 11 11 11 11 11 11 11 "
+         "d9 14 74 63 70 3a 2f 2f 31 32 37 2e 30 2e 30 2e 31 3a 35 36 37 30"),
     };
     for (size_t i = 0; i < sizeof gossip / sizeof gossip[0]; i++) {
         s_bytes_t v = s_hex(gossip[i]);
         cr_assert_eq(s_decode_exact(v.b, v.n), MESH_ERR_MALFORMED, "%s", gossip[i]);
         cr_assert_not(mesh__env_is(v.b, v.n), "%s", gossip[i]);
     }
+    /* and what the gossip encoder really writes */
+    mesh__gossip_entry_t entry = {.endpoint = "tcp://127.0.0.1:5670", .endpoint_len = 20};
+    memset(entry.uuid, 0x11, sizeof entry.uuid);
+    uint8_t frame[128];
+    size_t n = mesh__gossip_encode_peers(frame, sizeof frame, &entry, 1);
+    s_bytes_t v = s_hex(gossip[2]);
+    cr_assert_eq(n, v.n);
+    cr_assert_arr_eq(frame, v.b, n, "the PEERS frame above is gossip's own");
+    cr_assert_eq(s_decode_exact(frame, n), MESH_ERR_MALFORMED);
+    n = mesh__gossip_encode_bye(frame, sizeof frame);
+    cr_assert_eq(s_decode_exact(frame, n), MESH_ERR_MALFORMED);
+    cr_assert_not(mesh__env_is(frame, n));
 }
 
 /*  Strings and counts one over each limit, with every byte present (so the
@@ -1414,7 +1428,7 @@ Test(codec_reject, strings_and_counts_over_limits)
         size_t limit;
         int field; /* 0 path, 1 key, 2 error, 3 topic, 4 svc path, 5 tag, 6 pattern */
     } cases[] = {
-        {MESH_CODEC_PATH_MAX, 0}, {MESH_CODEC_KEY_MAX, 1}, {MESH_CODEC_ERROR_MAX, 2},
+        {MESH_CODEC_PATH_MAX, 0}, {MESH_CODEC_KEY_MAX, 1},  {MESH_CODEC_ERROR_MAX, 2},
         {MESH_CODEC_PATH_MAX, 3}, {MESH_CODEC_PATH_MAX, 4}, {MESH_CODEC_TAG_MAX, 5},
         {MESH_CODEC_PATH_MAX, 6},
     };
@@ -1466,8 +1480,8 @@ Test(codec_reject, strings_and_counts_over_limits)
             }
             int rc = s_decode_exact(v.b, v.n);
             if (extra) {
-                cr_assert_eq(rc, MESH_ERR_MALFORMED, "field %d: %zu bytes accepted",
-                             cases[c].field, n);
+                cr_assert_eq(rc, MESH_ERR_MALFORMED, "field %d: %zu bytes accepted", cases[c].field,
+                             n);
             } else {
                 cr_assert_gt(rc, 0, "field %d: %zu bytes refused", cases[c].field, n);
             }
@@ -1527,20 +1541,20 @@ Test(codec_reject, strings_and_counts_over_limits)
 Test(codec_reject, huge_declared_lengths)
 {
     const char *bad[] = {
-        "dd ff ff ff ff 12 01",                                            /* array32 */
-        "dc ff ff 12 01",                                                  /* array16 */
-        "99 12 01 01 01 a4 65 63 68 6f cd 03 e8 c0 00 c6 ff ff ff ff",     /* bin32 */
-        "99 12 01 01 01 a4 65 63 68 6f cd 03 e8 c0 00 c6 ff ff ff ff 00",  /* + 1 byte */
+        "dd ff ff ff ff 12 01",                                              /* array32 */
+        "dc ff ff 12 01",                                                    /* array16 */
+        "99 12 01 01 01 a4 65 63 68 6f cd 03 e8 c0 00 c6 ff ff ff ff",       /* bin32 */
+        "99 12 01 01 01 a4 65 63 68 6f cd 03 e8 c0 00 c6 ff ff ff ff 00",    /* + 1 byte */
         "99 12 01 01 01 a4 65 63 68 6f cd 03 e8 c0 00 c6 00 00 00 03 68 69", /* bin one short */
-        "99 12 01 01 01 db ff ff ff ff",                                   /* str32 path */
-        "99 12 01 01 01 a4 65 63 68 6f cd 03 e8 db ff ff ff ff",           /* str32 key */
-        "96 13 01 01 00 c5 ff ff c0",                                      /* bin16 payload */
-        "96 13 01 01 00 c0 db 00 00 10 00",                                /* error 4096, absent */
-        "94 14 01 a4 6e 65 77 73 c6 7f ff ff ff",                          /* bin32 */
-        "95 10 01 00 dd ff ff ff ff",                                      /* services array32 */
-        "95 10 01 00 dc 04 00 93",         /* 1024 services, no bytes for them */
-        "95 10 01 00 90 dd ff ff ff ff",   /* subs array32 */
-        "95 10 01 00 90 dc 04 00",         /* 1024 subs, none present */
+        "99 12 01 01 01 db ff ff ff ff",                                     /* str32 path */
+        "99 12 01 01 01 a4 65 63 68 6f cd 03 e8 db ff ff ff ff",             /* str32 key */
+        "96 13 01 01 00 c5 ff ff c0",                                        /* bin16 payload */
+        "96 13 01 01 00 c0 db 00 00 10 00",       /* error 4096, absent */
+        "94 14 01 a4 6e 65 77 73 c6 7f ff ff ff", /* bin32 */
+        "95 10 01 00 dd ff ff ff ff",             /* services array32 */
+        "95 10 01 00 dc 04 00 93",                /* 1024 services, no bytes for them */
+        "95 10 01 00 90 dd ff ff ff ff",          /* subs array32 */
+        "95 10 01 00 90 dc 04 00",                /* 1024 subs, none present */
         "95 10 01 00 91 93 a1 61 dd ff ff ff ff", /* tags array32 */
         "95 10 01 00 91 93 a1 61 9f",             /* 15 tags, none present */
         "95 10 01 00 91 dd ff ff ff ff",          /* entry array32 */

@@ -372,6 +372,7 @@ typedef struct {
     char peer_id[33];
     char peer_name[32];
     int64_t at;
+    pthread_t thread; /* the callback's */
 } rec_t;
 
 static rec_t g_rec[MAX_RECS];
@@ -380,6 +381,7 @@ static bool g_in_call;
 static void s_on_reply(mesh_peer_t *peer, const mesh_reply_t *r, void *arg)
 {
     rec_t *x = arg;
+    x->thread = pthread_self();
     x->n++;
     x->early |= g_in_call;
     x->at = s_ms();
@@ -1550,16 +1552,32 @@ Test(peer, silent_provider_leaves_dispatch)
     run_until(s_knows(c, "/svc", "quiet") && s_knows(c, "/svc", "p2"), DISCOVERY_MS);
     cr_assert(s_knows(c, "/svc", "quiet") && s_knows(c, "/svc", "p2"));
 
+    /* two calls caught on quiet as it falls silent (it never reads them) */
+    cr_assert_eq(mesh_peer_add_selector(c, "prefer", s_prefer, "quiet"), 0);
+    mesh_call_opts_t plain = {.selector = "prefer", .timeout_ms = 20000};
+    mesh_call_opts_t idem = {.selector = "prefer", .timeout_ms = 20000, .idempotent = true};
+    rec_t *r1 = &g_rec[0], *r2 = &g_rec[1];
+    cr_assert_eq(s_call(c, "/svc", "x", &plain, r1), 0);
+    cr_assert_eq(s_call(c, "/svc", "y", &idem, r2), 0);
+    int64_t t0 = s_ms();
     g_drive2 = false; /* quiet stops pinging */
-    run_until(!s_route(c, "/svc", "quiet").alive, 3000);
+    run_until(!s_route(c, "/svc", "quiet").alive && r1->n && r2->n, 5000);
     route_query_t rq = s_route(c, "/svc", "quiet");
     cr_assert(rq.found && !rq.alive, "found %d alive %d", rq.found, rq.alive);
+    /* a call waiting on a silent provider does not wait for its deadline */
+    cr_assert_eq(r1->n, 1);
+    cr_expect_eq(r1->status, MESH_ERR_PEERLOST, "status %s", mesh_err_name(r1->status));
+    cr_expect_lt(r1->at - t0, 5000);
+    cr_assert_eq(r2->n, 1);
+    cr_expect_eq(r2->status, 0, "idempotent: %s", mesh_err_name(r2->status));
+    cr_expect_str_eq(r2->data, "p2:y");
     mesh_call_opts_t rr = {.selector = "round_robin", .timeout_ms = 2000};
     for (int i = 0; i < 4; i++) {
         rec_t *r = s_call_wait(c, "/svc", "x", &rr);
         cr_expect_eq(r->status, 0, "status %s", mesh_err_name(r->status));
         cr_expect_str_eq(r->peer_name, "p2");
     }
+    cr_expect_eq(sq->calls, 0);
     g_drive2 = true; /* heard again: back in dispatch */
     run_until(s_knows(c, "/svc", "quiet"), 3000);
     cr_assert(s_knows(c, "/svc", "quiet"));
@@ -1567,7 +1585,11 @@ Test(peer, silent_provider_leaves_dispatch)
     rec_t *r = s_call_wait(c, "/svc", "x", &dq);
     cr_expect_eq(r->status, 0);
     cr_expect_str_eq(r->peer_name, "quiet");
-    cr_expect_eq(sq->calls, 1);
+    /* the two stale requests were answered too late: dropped, counted */
+    mesh_stats_t st = {0};
+    run_until((mesh_peer_stats(c, &st), st.replies_late == 2), 2000);
+    cr_expect_eq(st.replies_late, 2);
+    cr_expect_eq(r1->n + r2->n, 2);
     s_end();
 }
 
@@ -1769,6 +1791,83 @@ Test(peer, fanout_stops_waiting_for_a_lost_peer)
                      (k >= 0 && g->status[k] == MESH_ERR_PEERLOST);
     cr_expect(accounted, "p3: %zu missing, reply index %d", g->nmissing, k);
     cr_expect_eq(g->nreplies + g->nmissing, 3);
+    s_end();
+}
+
+/*  STYLE.md: destroying an object from inside its own callback marks it
+    closing; the free happens when control is back in the loop. */
+static void s_destroy_in_reply(mesh_peer_t *peer, const mesh_reply_t *r, void *arg)
+{
+    s_on_reply(peer, r, arg);
+    s_destroy(peer);
+}
+
+static void s_destroy_in_handler(mesh_peer_t *peer, mesh_request_t *req, void *arg)
+{
+    (*(int *)arg)++;
+    mesh_request_reply(req, "bye", 3);
+    s_destroy(peer);
+}
+
+static int g_destroy_calls;
+
+Test(peer, destroy_from_inside_own_callbacks)
+{
+    g_destroy_calls = 0;
+    mesh_peer_t *p = s_new("p1");
+    s_expose(p, "/x", H_ECHO, NULL);
+    s_attach(p);
+    mesh_peer_t *d = s_new("doomed");
+    cr_assert_eq(mesh_peer_expose(d, "/die", s_destroy_in_handler, &g_destroy_calls, NULL), 0);
+    s_attach(d);
+    mesh_peer_t *c = s_started("caller");
+    mesh_peer_t *c2 = s_started("caller2");
+    run_until(s_knows(c, "/x", "p1") && s_knows(c2, "/die", "doomed"), DISCOVERY_MS);
+    cr_assert(s_knows(c, "/x", "p1") && s_knows(c2, "/die", "doomed"));
+    /* a caller destroys itself from its reply callback */
+    cr_assert_eq(mesh_peer_call(c, "/x", "a", 1, NULL, s_destroy_in_reply, &g_rec[0]), 0);
+    run_until(g_rec[0].n > 0, 3000);
+    run_for(200);
+    cr_expect_eq(g_rec[0].n, 1);
+    cr_expect_eq(g_rec[0].status, 0);
+    /* a provider destroys itself from its handler */
+    cr_assert_eq(s_call(c2, "/die", "a", NULL, &g_rec[1]), 0);
+    run_until(g_rec[1].n > 0, 3000);
+    run_for(200);
+    cr_expect_eq(g_destroy_calls, 1);
+    cr_expect_eq(g_rec[1].n, 1);
+    s_end();
+}
+
+static void *s_stop_thread(void *arg)
+{
+    mesh_peer_stop(arg);
+    return NULL;
+}
+
+Test(peer, stop_an_attached_peer_from_another_thread)
+{
+    mesh_peer_t *h = s_new("holder");
+    s_expose(h, "/hold", H_HOLD, NULL);
+    s_attach(h);
+    mesh_peer_t *c = s_started("caller");
+    run_until(s_knows(c, "/hold", "holder") && s_members(h) == 2, DISCOVERY_MS);
+    cr_assert(s_knows(c, "/hold", "holder") && s_members(h) == 2);
+    rec_t *r = &g_rec[0];
+    mesh_call_opts_t o = {.timeout_ms = 20000};
+    cr_assert_eq(s_call(c, "/hold", "x", &o, r), 0);
+    run_for(100);
+    /* "mesh_peer_stop: any thread"; "all callbacks run on the loop thread" */
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, s_stop_thread, c), 0);
+    run_until(r->n > 0, 3000);
+    pthread_join(t, NULL);
+    run_until(r->n > 0, 1000);
+    cr_assert_eq(r->n, 1);
+    cr_expect_eq(r->status, MESH_ERR_CLOSED, "status %s", mesh_err_name(r->status));
+    cr_expect(pthread_equal(r->thread, g_main), "the callback ran on the stopping thread");
+    run_until(s_members(h) == 1, 3000);
+    cr_expect_eq(s_members(h), 1, "the stopped peer is still a member");
     s_end();
 }
 

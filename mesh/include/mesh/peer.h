@@ -194,7 +194,9 @@ MESH_EXPORT int mesh_peer_call(mesh_peer_t *self, const char *path, const void *
                                const mesh_call_opts_t *opts, mesh_reply_fn *cb, void *arg);
 
 /*  Fire-and-forget to one selected peer, or to every candidate when
-    opts->selector is "all". Returns 0 or MESH_ERR_NOPROVIDER. */
+    opts->selector is "all". Returns 0, MESH_ERR_NOPROVIDER, or
+    MESH_ERR_AGAIN when every chosen peer's send queue was full (nothing
+    sent; see mesh_stats_t.sends_dropped). */
 MESH_EXPORT int mesh_peer_cast(mesh_peer_t *self, const char *path, const void *data, size_t size,
                                const mesh_call_opts_t *opts);
 
@@ -273,6 +275,7 @@ typedef struct {
     uint64_t envelopes_dropped;   /* failed validation, counted and logged at debug */
     uint64_t replies_late;        /* replies to calls already finished */
     uint64_t zre_dropped;         /* ZRE frames dropped (malformed, unknown sender, gaps) */
+    uint64_t sends_dropped;       /* envelopes not sent: the peer's queue was full */
     uint64_t peers;               /* members in the table, self included */
 } mesh_stats_t;
 
