@@ -14,6 +14,7 @@
 #include <mesh/peer.h>
 
 #include "codec.h"
+#include "peer_internal.h"
 #include "loopthread.h"
 #include "reactor.h"
 #include "routing.h"
@@ -177,6 +178,8 @@ struct mesh_peer {
     mesh__svc_entry_t *svc_scratch;
     mesh__sub_entry_t *sub_scratch;
     mesh_stats_t stats;
+    mesh__zre_event_fn *observer; /* meshd's view of the ZRE layer */
+    void *observer_arg;
 };
 
 static int64_t s_now(void)
@@ -1402,6 +1405,9 @@ static void s_on_zre(mesh__zre_t *node, const mesh__zre_event_t *ev, void *arg)
         return;
     }
     self->depth++;
+    if (self->observer) {
+        self->observer(node, ev, self->observer_arg);
+    }
     s_on_zre_event(self, ev);
     self->depth--;
 }
@@ -2148,4 +2154,18 @@ void mesh_peer_stats(const mesh_peer_t *self, mesh_stats_t *out)
                        z->beacons_bad + z->gossip_bad;
     out->sends_dropped = self->stats.sends_dropped;
     out->peers = mesh__routing_count(self->rt);
+}
+
+/* ------------------------------------------------------------------------ */
+/* internal, for meshd and meshctl (peer_internal.h) */
+
+mesh__zre_t *mesh__peer_zre(mesh_peer_t *self)
+{
+    return self->zre;
+}
+
+void mesh__peer_set_observer(mesh_peer_t *self, mesh__zre_event_fn *fn, void *arg)
+{
+    self->observer = fn;
+    self->observer_arg = arg;
 }
