@@ -14,14 +14,14 @@
            inflight 0                                                     18 bytes
       97 11 01 cb 3f e0 00 00 00 00 00 00 c0 03 cd 12 34 00
     STATUS load 2.0, fitness 1.0, services_version 0, ring_digest
-           0xffffffffffffffff, inflight 200                               30 bytes
+           0xffffffffffffffff, inflight 200                               33 bytes
       97 11 01 cb 40 00 00 00 00 00 00 00 cb 3f f0 00 00 00 00 00 00 00
       cf ff ff ff ff ff ff ff ff cc c8
     REQUEST id 1, flags CALL (1), path "echo", timeout_ms 1000, key nil,
             attempt 0, payload "hi"                                       19 bytes
       99 12 01 01 01 a4 65 63 68 6f cd 03 e8 c0 00 c4 02 68 69
     REQUEST id 0x100000000, flags CALL|IDEMPOTENT (3), path "kv/get",
-            timeout_ms 0, key "k1", attempt 2, payload empty              28 bytes
+            timeout_ms 0, key "k1", attempt 2, payload empty              27 bytes
       99 12 01 cf 00 00 00 01 00 00 00 00 03 a6 6b 76 2f 67 65 74 00 a2
       6b 31 02 c4 00
     REPLY id 1, status 0, payload "hi", error nil                         10 bytes
