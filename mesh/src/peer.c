@@ -20,6 +20,7 @@
 #include "routing.h"
 #include "zre.h"
 
+#include <assert.h>
 #include <ev.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -178,6 +179,7 @@ struct mesh_peer {
     mesh__svc_entry_t *svc_scratch;
     mesh__sub_entry_t *sub_scratch;
     mesh_stats_t stats;
+    uint64_t pings;               /* status announcements sent */
     mesh__zre_event_fn *observer; /* meshd's view of the ZRE layer */
     void *observer_arg;
 };
@@ -469,6 +471,15 @@ static void s_ping(mesh_peer_t *self)
                             self->services_version, 0, self->inflight);
     if (!self->out.failed) {
         mesh__zre_shout(self->zre, self->group, self->out.data, self->out.size);
+    }
+    /* SERVICES goes out on every change; a copy lost on the way (a full
+       queue) would leave a member with a stale list until the next change,
+       so it is repeated now and then. Receivers ignore versions they hold. */
+    if (++self->pings % MESH_SERVICES_REFRESH_PINGS == 0) {
+        s_encode_services(self);
+        if (!self->out.failed) {
+            mesh__zre_shout(self->zre, self->group, self->out.data, self->out.size);
+        }
     }
 }
 
@@ -1324,9 +1335,17 @@ static void s_on_publish(mesh_peer_t *self, mesh__member_t *from, const mesh__en
         return;
     }
     for (size_t i = 0; i < self->nsubs; i++) {
-        if (s_topic_matches(&self->subs[i], topic, env->u.publish.topic.len)) {
-            self->subs[i].cb(self, topic, env->u.publish.payload.ptr, env->u.publish.payload.len,
-                             mesh__member_uuid_str(from), self->subs[i].arg);
+        s_sub_t sub = self->subs[i];
+        if (s_topic_matches(&sub, topic, env->u.publish.topic.len)) {
+            size_t before = self->nsubs;
+            sub.cb(self, topic, env->u.publish.payload.ptr, env->u.publish.payload.len,
+                   mesh__member_uuid_str(from), sub.arg);
+            if (self->closing) {
+                break;
+            }
+            if (self->nsubs < before && i < self->nsubs && self->subs[i].cb != sub.cb) {
+                i--; /* it unsubscribed: another subscription moved into this slot */
+            }
         }
     }
     free(topic);
@@ -1958,9 +1977,9 @@ void mesh_peer_destroy(mesh_peer_t **self_p)
     if (self->thread) {
         mesh__loopthread_call(self->thread, s_teardown_cmd, self);
         mesh__loopthread_destroy(&self->thread);
-    } else if (self->loop && !s_on_loop_thread(self)) {
-        mesh__cmdq_call(self->cmdq, s_teardown_cmd, self);
     } else {
+        /* an attached peer is destroyed on its loop's thread (peer.h) */
+        assert(!self->loop || s_on_loop_thread(self));
         s_teardown_cmd(self->loop, self);
     }
     s_free(self);

@@ -23,6 +23,7 @@
 #define MESH_DEFAULT_PING_TIMEOUT_PINGS 3       /* silent this many intervals: out of dispatch */
 #define MESH_DEFAULT_CALL_TIMEOUT_MS    5000    /* a call's deadline */
 #define MESH_DEFAULT_MAX_ATTEMPTS       3       /* reject / lost provider: next candidate */
+#define MESH_SERVICES_REFRESH_PINGS     10      /* SERVICES repeated every this many pings */
 
 /*  ZRE wire limits. */
 #define MESH_ZRE_STRING_MAX   255   /* ZRE `string`: u8 length */

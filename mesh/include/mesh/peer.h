@@ -81,7 +81,10 @@ MESH_EXPORT int mesh_peer_attach(mesh_peer_t *self, struct ev_loop *loop);
 MESH_EXPORT int mesh_peer_start_thread(mesh_peer_t *self);
 
 /*  Leaves the mesh cleanly: stops being offered, fails pending calls with
-    MESH_ERR_CLOSED, sends the leaving beacon. Any thread. Idempotent. */
+    MESH_ERR_CLOSED, sends the leaving beacon. Any thread: from another
+    thread it waits until the loop has run it (so the loop must be running,
+    and not waiting on the caller). Inside a callback it takes effect when
+    the callback returns. Idempotent. */
 MESH_EXPORT void mesh_peer_stop(mesh_peer_t *self);
 
 /*  Runs fn(peer, arg) on the peer's loop thread. Any thread. */
