@@ -1353,7 +1353,7 @@ static void s_on_publish(mesh_peer_t *self, mesh__member_t *from, const mesh__en
 
 /*  One envelope from a member (or from ourselves through the local queue). */
 static void s_on_envelope(mesh_peer_t *self, mesh__member_t *from, const uint8_t *data,
-                          size_t size)
+                          size_t size, int64_t now)
 {
     mesh__env_t env;
     mesh__env_scratch_t scratch = {self->svc_scratch, MESH_CODEC_SERVICES_MAX, self->sub_scratch,
@@ -1365,7 +1365,6 @@ static void s_on_envelope(mesh_peer_t *self, mesh__member_t *from, const uint8_t
                 mesh__member_name(from));
         return;
     }
-    int64_t now = s_now();
     mesh__routing_heard(self->rt, from, now);
     switch (type) {
     case MESH_ENV_SERVICES:
@@ -1407,7 +1406,7 @@ static void s_on_local(struct ev_loop *loop, ev_idle *w, int revents)
         s_local_t *l = list;
         list = l->next;
         if (self->running && !self->stopped && !self->closing) {
-            s_on_envelope(self, self->self_member, l->bytes, l->len);
+            s_on_envelope(self, self->self_member, l->bytes, l->len, s_now());
         }
         free(l->bytes);
         free(l);
@@ -1463,7 +1462,7 @@ static void s_on_zre_event(mesh_peer_t *self, const mesh__zre_event_t *ev)
             self->stats.envelopes_dropped++; /* not of our realm */
             return;
         }
-        s_on_envelope(self, m, ev->data, ev->size);
+        s_on_envelope(self, m, ev->data, ev->size, ev->now);
         break;
     }
     default:

@@ -103,6 +103,7 @@ struct mesh__zre {
     mesh__zre_event_fn *handler;
     void *handler_arg;
     mesh__zre_stats_t stats;
+    int64_t now; /* of the entry point being run: events carry it */
     /* scratch for encoding */
     uint8_t *buf;
     size_t buf_cap;
@@ -218,7 +219,7 @@ static void s_emit(mesh__zre_t *self, mesh__zre_event_type_t type, const mesh__z
     if (!self->handler) {
         return;
     }
-    mesh__zre_event_t ev = {type, peer, group, data, size, reason};
+    mesh__zre_event_t ev = {type, peer, group, data, size, reason, self->now};
     self->handler(self, &ev, self->handler_arg);
 }
 
@@ -826,6 +827,7 @@ static void s_on_message(mesh__zre_t *self, zmq_msg_t *frames, int nframes, int6
 
 bool mesh__zre_on_inbox(mesh__zre_t *self, int64_t now, int budget)
 {
+    self->now = now;
     if (!self->inbox) {
         return false;
     }
@@ -862,6 +864,7 @@ bool mesh__zre_on_inbox(mesh__zre_t *self, int64_t now, int budget)
 
 void mesh__zre_on_beacon(mesh__zre_t *self, int64_t now)
 {
+    self->now = now;
     if (self->udp_fd < 0) {
         return;
     }
@@ -978,6 +981,7 @@ int64_t mesh__zre_next_deadline(const mesh__zre_t *self)
 
 void mesh__zre_on_tick(mesh__zre_t *self, int64_t now)
 {
+    self->now = now;
     if (!self->started || self->stopped) {
         return;
     }
@@ -1211,6 +1215,7 @@ int mesh__zre_add_seed(mesh__zre_t *self, const char *endpoint)
 
 int mesh__zre_start(mesh__zre_t *self, int64_t now)
 {
+    self->now = now;
     if (self->started) {
         return MESH_ERR_STATE;
     }

@@ -61,6 +61,7 @@ typedef struct {
     const uint8_t *data; /* WHISPER, SHOUT: the (first) content frame */
     size_t size;
     const char *reason;  /* EXIT: "left", "expired", "sequence", "reset", "replaced", "stopped" */
+    int64_t now;         /* the `now` of the call that produced the event */
 } mesh__zre_event_t;
 
 typedef void(mesh__zre_event_fn)(mesh__zre_t *node, const mesh__zre_event_t *ev, void *arg);
