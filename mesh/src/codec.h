@@ -43,7 +43,7 @@
 /*  SERVICES entry flags. */
 #define MESH_SVC_INACTIVE 0x01 /* advertised but its active predicate is false */
 
-/*  Limits (also in <mesh/defaults.h> where they are public). */
+/*  Limits of the wire format (the public payload limit is MESH_PAYLOAD_MAX). */
 #define MESH_CODEC_PATH_MAX     255   /* service path, topic, pattern */
 #define MESH_CODEC_TAG_MAX      255
 #define MESH_CODEC_TAGS_MAX     32    /* per service */

@@ -70,9 +70,7 @@ typedef struct {
     char *error;
 } s_target_t;
 
-#define S_TRIED_INLINE 4   /* attempts remembered without an allocation */
-#define S_POOL_MAX     256 /* finished calls kept for reuse */
-#define MESH_POOL_BUF_MAX 4096 /* larger call buffers are not kept */
+
 
 typedef struct s_call {
     uint64_t id;
@@ -95,7 +93,7 @@ typedef struct s_call {
     unsigned attempt;
     uint8_t (*tried)[MESH_ZRE_UUID_SIZE]; /* members already asked: never again */
     size_t ntried;
-    uint8_t tried_inline[S_TRIED_INLINE][MESH_ZRE_UUID_SIZE];
+    uint8_t tried_inline[MESH_CALL_TRIED_INLINE][MESH_ZRE_UUID_SIZE];
     s_target_t *targets; /* a call has one (the current, inline), a fan-out many */
     s_target_t one;
     struct s_call *pool_next;
@@ -180,6 +178,7 @@ struct mesh_peer {
     mesh__sub_entry_t *sub_scratch;
     mesh_stats_t stats;
     uint64_t pings;               /* status announcements sent */
+    bool check_active;            /* a new predicate to ask on the next loop turn */
     mesh__zre_event_fn *observer; /* meshd's view of the ZRE layer */
     void *observer_arg;
 };
@@ -673,7 +672,7 @@ static void s_call_free(mesh_peer_t *self, s_call_t *call)
         free(call->tried);
     }
     s_targets_free(call);
-    if (self && self->npool < S_POOL_MAX && call->buf_cap <= MESH_POOL_BUF_MAX) {
+    if (self && self->npool < MESH_CALL_POOL_MAX && call->buf_cap <= MESH_CALL_POOL_BUF_MAX) {
         uint8_t *buf = call->buf;
         size_t cap = call->buf_cap;
         memset(call, 0, sizeof *call);
@@ -818,8 +817,11 @@ static int s_call_options(mesh_peer_t *self, s_call_t *call, const mesh_call_opt
     if (call->kind == MESH_SEL_KEY && !opts->key) {
         return MESH_ERR_INVAL;
     }
-    if (opts->key && (strlen(opts->key) > MESH_CODEC_KEY_MAX || !(call->key = strdup(opts->key)))) {
-        return MESH_ERR_INVAL;
+    if (opts->key && strlen(opts->key) > MESH_CODEC_KEY_MAX) {
+        return MESH_ERR_TOOLONG;
+    }
+    if (opts->key && !(call->key = strdup(opts->key))) {
+        return MESH_ERR_NOMEM;
     }
     if (call->kind == MESH_SEL_DIRECT) {
         if (!opts->peer) {
@@ -884,7 +886,7 @@ static bool s_tried_push(s_call_t *call, const uint8_t *uuid)
     if (!call->tried) {
         call->tried = call->tried_inline;
     }
-    if (call->ntried >= S_TRIED_INLINE) {
+    if (call->ntried >= MESH_CALL_TRIED_INLINE) {
         uint8_t(*t)[MESH_ZRE_UUID_SIZE] =
             call->tried == call->tried_inline ? malloc((call->ntried + 1) * sizeof *t)
                                               : realloc(call->tried, (call->ntried + 1) * sizeof *t);
@@ -903,9 +905,9 @@ static bool s_tried_push(s_call_t *call, const uint8_t *uuid)
 static int s_call_dispatch(mesh_peer_t *self, s_call_t *call, int64_t now)
 {
     for (;;) {
-        const mesh__member_t *stack[S_TRIED_INLINE + 1];
+        const mesh__member_t *stack[MESH_CALL_TRIED_INLINE + 1];
         const mesh__member_t **exclude =
-            call->ntried < S_TRIED_INLINE ? stack : malloc((call->ntried + 1) * sizeof *exclude);
+            call->ntried < MESH_CALL_TRIED_INLINE ? stack : malloc((call->ntried + 1) * sizeof *exclude);
         if (!exclude) {
             return MESH_ERR_NOMEM;
         }
@@ -922,16 +924,19 @@ static int s_call_dispatch(mesh_peer_t *self, s_call_t *call, int64_t now)
         if (!s_tried_push(call, mesh__member_uuid(m))) {
             return MESH_ERR_NOMEM;
         }
-        call->attempt++;
         s_target_set(&call->targets[0], m);
         int64_t left = call->deadline - now;
         uint32_t flags = MESH_REQ_CALL | (call->idempotent ? MESH_REQ_IDEMPOTENT : 0);
         mesh__buf_clear(&self->out);
         mesh__env_encode_request(&self->out, call->id, flags, call->path,
-                                 left > 0 ? (uint32_t)left : 1, call->key, call->attempt,
+                                 left > 0 ? (uint32_t)left : 1, call->key, call->attempt + 1,
                                  call->data, call->size);
+        if (self->out.failed) {
+            return MESH_ERR_NOMEM;
+        }
         int rc = s_send_to(self, mesh__member_uuid(m));
         if (rc == 0) {
+            call->attempt++; /* attempts count requests that went out */
             self->stats.requests_out++;
             return 0;
         }
@@ -974,6 +979,11 @@ static s_call_t *s_call_new(mesh_peer_t *self, const char *path, const void *dat
     return call;
 }
 
+static int s_check_payload(size_t size)
+{
+    return size > MESH_PAYLOAD_MAX ? MESH_ERR_TOOLONG : 0;
+}
+
 static int s_check_path(const char *path)
 {
     if (!path || path[0] != '/') {
@@ -986,6 +996,7 @@ int mesh_peer_call(mesh_peer_t *self, const char *path, const void *data, size_t
                    const mesh_call_opts_t *opts, mesh_reply_fn *cb, void *arg)
 {
     int rc = s_check_path(path);
+    rc = rc ? rc : s_check_payload(size);
     if (rc != 0 || !cb || (size && !data)) {
         return rc ? rc : MESH_ERR_INVAL;
     }
@@ -1020,6 +1031,7 @@ int mesh_peer_cast(mesh_peer_t *self, const char *path, const void *data, size_t
                    const mesh_call_opts_t *opts)
 {
     int rc = s_check_path(path);
+    rc = rc ? rc : s_check_payload(size);
     if (rc != 0 || (size && !data)) {
         return rc ? rc : MESH_ERR_INVAL;
     }
@@ -1075,6 +1087,7 @@ int mesh_peer_fanout(mesh_peer_t *self, const char *path, const void *data, size
                      const mesh_call_opts_t *opts, mesh_gather_fn *cb, void *arg)
 {
     int rc = s_check_path(path);
+    rc = rc ? rc : s_check_payload(size);
     if (rc != 0 || !cb || (size && !data)) {
         return rc ? rc : MESH_ERR_INVAL;
     }
@@ -1113,15 +1126,24 @@ int mesh_peer_fanout(mesh_peer_t *self, const char *path, const void *data, size
         mesh__buf_clear(&self->out);
         mesh__env_encode_request(&self->out, call->id, MESH_REQ_CALL, path, call->timeout_ms,
                                  call->key, 1, data, size);
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n && !self->out.failed; i++) {
             s_target_t *t = &call->targets[call->ntargets];
             s_target_set(t, all[i]->member);
             call->ntargets++;
-            if (s_send_to(self, t->uuid) == 0) {
+            int sent = s_send_to(self, t->uuid);
+            if (sent == 0) {
                 self->stats.requests_out++;
+            } else {
+                /* its queue is full: an answer now, not a wait for the deadline */
+                self->stats.sends_dropped++;
+                t->done = true;
+                t->status = sent;
+                call->nanswered++;
             }
         }
-        rc = s_call_track(self, call);
+        rc = self->out.failed                   ? MESH_ERR_NOMEM
+             : call->nanswered == call->ntargets ? MESH_ERR_AGAIN
+                                                 : s_call_track(self, call);
     }
     free(all);
     if (rc != 0) {
@@ -1230,6 +1252,7 @@ static void s_on_request(mesh_peer_t *self, mesh__member_t *from, const mesh__en
     size_t size = env->u.request.payload.len;
     mesh_request_t *req = malloc(sizeof *req + size + plen + 1 + klen + nlen + 1);
     if (!req) {
+        self->stats.envelopes_dropped++;
         return;
     }
     memset(req, 0, sizeof *req);
@@ -1276,6 +1299,10 @@ static void s_on_reply(mesh_peer_t *self, mesh__member_t *from, const mesh__env_
         return;
     }
     int status = env->u.reply.status;
+    if (status != 0 && status != MESH_ERR_REMOTE && status != MESH_ERR_REJECTED &&
+        status != MESH_ERR_NOTFOUND) {
+        status = MESH_ERR_REMOTE; /* a peer cannot make a call look like a local failure */
+    }
     if (call->fanout) {
         for (size_t k = 0; k < call->ntargets; k++) {
             s_target_t *t = &call->targets[k];
@@ -1368,10 +1395,15 @@ static void s_on_envelope(mesh_peer_t *self, mesh__member_t *from, const uint8_t
     mesh__routing_heard(self->rt, from, now);
     switch (type) {
     case MESH_ENV_SERVICES:
-        if (!mesh__member_is_self(from)) {
+        /* the periodic repeat of a list we hold costs nothing */
+        if (!mesh__member_is_self(from) &&
+            env.u.services.version != mesh__member_services_version(from) &&
             mesh__routing_set_services(self->rt, from, env.u.services.version, self->svc_scratch,
                                        env.u.services.nservices, self->sub_scratch,
-                                       env.u.services.nsubs, now);
+                                       env.u.services.nsubs, now) != 0) {
+            self->stats.envelopes_dropped++;
+            s_debug(self, "refused the services of %s (bad path, tag or pattern)",
+                    mesh__member_name(from));
         }
         break;
     case MESH_ENV_STATUS:
@@ -1402,6 +1434,10 @@ static void s_on_local(struct ev_loop *loop, ev_idle *w, int revents)
     self->local_head = self->local_tail = NULL;
     ev_idle_stop(loop, w);
     self->depth++;
+    if (self->check_active && !self->closing) {
+        self->check_active = false;
+        s_check_active(self);
+    }
     while (list) {
         s_local_t *l = list;
         list = l->next;
@@ -1507,6 +1543,10 @@ static int s_request_finish(mesh_request_t *req, int32_t status, const void *dat
 
 int mesh_request_reply(mesh_request_t *req, const void *data, size_t size)
 {
+    if (s_check_payload(size) != 0) {
+        /* the caller could never receive it: tell it why instead */
+        return s_request_finish(req, MESH_ERR_REMOTE, NULL, 0, "reply larger than the limit");
+    }
     return s_request_finish(req, 0, data, size, NULL);
 }
 
@@ -1605,7 +1645,14 @@ int mesh_peer_expose(mesh_peer_t *self, const char *path, mesh_handler_fn *fn, v
     }
     s->active = opts ? opts->active : NULL;
     s->active_arg = opts ? opts->active_arg : NULL;
-    s->offered = !s->active || s->active(self, s->active_arg);
+    /* a predicate is first asked on the next loop turn, never inside expose */
+    s->offered = !s->active;
+    if (s->active) {
+        self->check_active = true;
+        if (self->loop) {
+            ev_idle_start(self->loop, &self->local_idle);
+        }
+    }
     self->nservices++;
     s_services_changed(self);
     return 0;
@@ -1672,7 +1719,7 @@ int mesh_peer_publish(mesh_peer_t *self, const char *topic, const void *data, si
     if (!topic || !*topic || (size && !data)) {
         return MESH_ERR_INVAL;
     }
-    if (strlen(topic) > MESH_CODEC_PATH_MAX) {
+    if (strlen(topic) > MESH_CODEC_PATH_MAX || s_check_payload(size) != 0) {
         return MESH_ERR_TOOLONG;
     }
     if (!self->running || self->stopped || self->closing) {
@@ -1759,7 +1806,7 @@ static int s_start_on(mesh_peer_t *self, struct ev_loop *loop)
     ev_idle_init(&self->pending_idle, s_on_pending);
     self->pending_idle.data = self;
     self->loop_thread = pthread_self();
-    if (self->local_head) {
+    if (self->local_head || self->check_active) {
         ev_idle_start(loop, &self->local_idle);
     }
     self->running = true;

@@ -24,6 +24,11 @@
 #define MESH_DEFAULT_CALL_TIMEOUT_MS    5000    /* a call's deadline */
 #define MESH_DEFAULT_MAX_ATTEMPTS       3       /* reject / lost provider: next candidate */
 #define MESH_SERVICES_REFRESH_PINGS     10      /* SERVICES repeated every this many pings */
+#define MESH_PAYLOAD_MAX  (MESH_DEFAULT_MAX_MSG_SIZE - 64 * 1024) /* a request's or reply's
+                                                  payload; the rest of the frame is envelope */
+#define MESH_CALL_TRIED_INLINE          4       /* attempts remembered without an allocation */
+#define MESH_CALL_POOL_MAX              256     /* finished calls kept for reuse */
+#define MESH_CALL_POOL_BUF_MAX          4096    /* larger call buffers are not kept */
 
 /*  ZRE wire limits. */
 #define MESH_ZRE_STRING_MAX   255   /* ZRE `string`: u8 length */

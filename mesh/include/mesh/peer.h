@@ -69,7 +69,10 @@ MESH_EXPORT mesh_peer_t *mesh_peer_new(const mesh_config_t *config);
 
 /*  Stops the peer if running and frees it. Any thread but the loop's when
     the peer runs on its own thread; on the loop thread otherwise. Pending
-    calls complete with MESH_ERR_CLOSED first. Accepts NULL. */
+    calls complete with MESH_ERR_CLOSED first. Requests a handler still
+    holds are freed too: finish them first (replying later uses freed
+    memory). Inside a callback it takes effect when the callback returns.
+    Accepts NULL. */
 MESH_EXPORT void mesh_peer_destroy(mesh_peer_t **self_p);
 
 /*  Runs the peer on the caller's loop (the caller runs ev_run). Returns 0,
@@ -205,7 +208,9 @@ MESH_EXPORT int mesh_peer_cast(mesh_peer_t *self, const char *path, const void *
 
 /*  Fan-out and gather: the request goes to every candidate; cb runs once
     every one has answered or the deadline passed, with every reply and the
-    peers that did not answer. */
+    peers that did not answer. A candidate whose send queue is full counts
+    as answered with MESH_ERR_AGAIN. Returns 0, MESH_ERR_NOPROVIDER, or
+    MESH_ERR_AGAIN when no candidate could be sent the request. */
 typedef struct {
     const mesh_reply_t *replies; /* one per peer that answered (status 0 or an error) */
     size_t nreplies;
