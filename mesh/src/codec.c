@@ -394,6 +394,38 @@ static bool s_decode_publish(s_in_t *in, mesh__env_t *out)
            s_bytes(in, true, MESH_CODEC_PAYLOAD_MAX, &out->u.publish.payload);
 }
 
+static bool s_decode_batch(s_in_t *in, mesh__env_t *out)
+{
+    uint32_t n;
+    if (!s_array(in, &n) || n < 2 || n > MESH_CODEC_BATCH_MAX || n > s_left(in) / 2) {
+        return false;
+    }
+    const uint8_t *start = in->p;
+    for (uint32_t i = 0; i < n; i++) {
+        mesh__slice_t item;
+        if (!s_bytes(in, true, MESH_CODEC_PAYLOAD_MAX, &item) || item.len < 3) {
+            return false;
+        }
+    }
+    out->u.batch.count = n;
+    out->u.batch.items = (mesh__slice_t){start, (size_t)(in->p - start)};
+    return true;
+}
+
+bool mesh__env_batch_next(const mesh__env_t *env, size_t *pos, mesh__slice_t *item)
+{
+    if (env->type != MESH_ENV_BATCH || *pos >= env->u.batch.items.len) {
+        return false;
+    }
+    s_in_t in = {env->u.batch.items.ptr + *pos,
+                 env->u.batch.items.ptr + env->u.batch.items.len};
+    if (!s_bytes(&in, true, MESH_CODEC_PAYLOAD_MAX, item)) {
+        return false; /* cannot happen after a successful decode */
+    }
+    *pos = (size_t)(in.p - env->u.batch.items.ptr);
+    return true;
+}
+
 int mesh__env_decode(const uint8_t *buf, size_t len, mesh__env_t *out, mesh__env_scratch_t *scratch)
 {
     assert(out);
@@ -424,6 +456,9 @@ int mesh__env_decode(const uint8_t *buf, size_t len, mesh__env_t *out, mesh__env
         break;
     case MESH_ENV_PUBLISH:
         ok = n == S_LEN_PUBLISH && s_decode_publish(&in, out);
+        break;
+    case MESH_ENV_BATCH:
+        ok = n == 3 && s_decode_batch(&in, out);
         break;
     default:
         ok = false;
@@ -808,4 +843,56 @@ void mesh__env_encode_publish(mesh__buf_t *b, const char *topic, const void *pay
     p = s_put_bytes(p, false, topic, topic_len);
     p = s_put_bytes(p, true, payload, size);
     s_commit(b, p);
+}
+
+/* ------------------------------------------------------------------------ */
+/*  BATCH                                                                   */
+
+/*  Room for the largest BATCH header: fixarray(3), type, version, array32. */
+#define S_BATCH_HDR (3 + S_HDR_ARRAY)
+
+void mesh__env_batch_begin(mesh__buf_t *b)
+{
+    mesh__buf_clear(b);
+    uint8_t *p = s_reserve(b, S_BATCH_HDR);
+    if (p) {
+        s_commit(b, p + S_BATCH_HDR);
+    }
+}
+
+void mesh__env_batch_add(mesh__buf_t *b, const uint8_t *env, size_t len)
+{
+    if (b->failed || len > MESH_CODEC_PAYLOAD_MAX) {
+        b->failed = true;
+        return;
+    }
+    uint8_t *p = s_reserve(b, S_HDR_BYTES + len);
+    if (p) {
+        s_commit(b, s_put_bytes(p, true, env, len));
+    }
+}
+
+const uint8_t *mesh__env_batch_finish(mesh__buf_t *b, size_t count, size_t *len)
+{
+    if (b->failed || count == 0 || count > MESH_CODEC_BATCH_MAX || b->size < S_BATCH_HDR) {
+        return NULL;
+    }
+    if (count == 1) {
+        /* just the envelope: skip the reserved room and its bin header */
+        s_in_t in = {b->data + S_BATCH_HDR, b->data + b->size};
+        mesh__slice_t item;
+        if (!s_bytes(&in, true, MESH_CODEC_PAYLOAD_MAX, &item)) {
+            return NULL;
+        }
+        *len = item.len;
+        return item.ptr;
+    }
+    uint8_t hdr[S_BATCH_HDR];
+    uint8_t *p = s_put_head(hdr, 3, MESH_ENV_BATCH);
+    p = s_put_array(p, count);
+    size_t hlen = (size_t)(p - hdr);
+    uint8_t *start = b->data + S_BATCH_HDR - hlen;
+    memcpy(start, hdr, hlen);
+    *len = b->size - (size_t)(start - b->data);
+    return start;
 }

@@ -14,6 +14,8 @@
                  key:str|nil, attempt:uint, payload:bin]
       REPLY     [19, 1, id:uint, status:int, payload:bin|nil, error:str|nil]
       PUBLISH   [20, 1, topic:str, payload:bin]
+      BATCH     [21, 1, envelopes:[bin...]]   (2..MESH_CODEC_BATCH_MAX envelopes,
+                 each a whole envelope of types 16-20, sent in one frame)
 
     Decoding never allocates beyond a caller-provided scratch and never
     trusts a declared count: every count, string and bin length is checked
@@ -34,6 +36,7 @@
 #define MESH_ENV_REQUEST  18
 #define MESH_ENV_REPLY    19
 #define MESH_ENV_PUBLISH  20
+#define MESH_ENV_BATCH    21
 #define MESH_ENV_VERSION  1
 
 /*  REQUEST flags. */
@@ -51,6 +54,7 @@
 #define MESH_CODEC_SUBS_MAX     1024  /* per peer */
 #define MESH_CODEC_ERROR_MAX    4096  /* remote error text */
 #define MESH_CODEC_KEY_MAX      1024  /* request key */
+#define MESH_CODEC_BATCH_MAX    4096  /* envelopes in one BATCH */
 #define MESH_CODEC_PAYLOAD_MAX  (64u * 1024 * 1024) /* REQUEST, REPLY, PUBLISH payload */
 
 typedef struct {
@@ -100,6 +104,10 @@ typedef struct {
             mesh__slice_t topic;
             mesh__slice_t payload;
         } publish;
+        struct {
+            uint32_t count;
+            mesh__slice_t items; /* the encoded bins, walked by mesh__env_batch_next */
+        } batch;
     } u;
 } mesh__env_t;
 
@@ -120,6 +128,11 @@ int mesh__env_decode(const uint8_t *buf, size_t len, mesh__env_t *out,
 /*  True if buf starts like a mesh envelope (a 3..15-array with a type in
     16..31 and version 1): a cheap test before decoding. */
 bool mesh__env_is(const uint8_t *buf, size_t len);
+
+/*  Iterates a decoded BATCH: *pos starts at 0; each call yields one inner
+    envelope's bytes (to be decoded with mesh__env_decode; a BATCH inside a
+    BATCH is the caller's to refuse). False at the end. */
+bool mesh__env_batch_next(const mesh__env_t *env, size_t *pos, mesh__slice_t *item);
 
 /*  A growable output buffer for the encoders. Reuse it: clear, encode, send. */
 typedef struct {
@@ -145,5 +158,13 @@ void mesh__env_encode_reply(mesh__buf_t *b, uint64_t id, int32_t status, const v
                             size_t size, const char *error);
 void mesh__env_encode_publish(mesh__buf_t *b, const char *topic, const void *payload,
                               size_t size);
+
+/*  Building a BATCH: begin (clears b and reserves room for the header),
+    add each envelope, then finish, which returns the frame's start inside b
+    and its length. With one envelope added, finish returns that envelope
+    alone (a batch of one is just the envelope). */
+void mesh__env_batch_begin(mesh__buf_t *b);
+void mesh__env_batch_add(mesh__buf_t *b, const uint8_t *env, size_t len);
+const uint8_t *mesh__env_batch_finish(mesh__buf_t *b, size_t count, size_t *len);
 
 #endif

@@ -120,6 +120,16 @@ struct mesh_request {
     mesh_request_t *prev, *next; /* open requests, freed if the peer goes first */
 };
 
+/*  Envelopes for one member, gathered during a loop turn and sent as one
+    frame (a BATCH) before the loop blocks: pipelined traffic pays the
+    transport's per-message cost once per turn, lock-step traffic loses
+    nothing (its one envelope goes out at the end of the same turn). */
+typedef struct {
+    uint8_t uuid[MESH_ZRE_UUID_SIZE];
+    mesh__buf_t buf;
+    size_t count;
+} s_batch_t;
+
 typedef struct s_local {
     uint8_t *bytes;
     size_t len;
@@ -178,6 +188,9 @@ struct mesh_peer {
     mesh__sub_entry_t *sub_scratch;
     mesh_stats_t stats;
     uint64_t pings;               /* status announcements sent */
+    s_batch_t *batches;           /* per destination, this loop turn */
+    size_t nbatches, batches_cap;
+    ev_prepare flush_prepare;     /* sends the batches before the loop blocks */
     bool check_active;            /* a new predicate to ask on the next loop turn */
     mesh__zre_event_fn *observer; /* meshd's view of the ZRE layer */
     void *observer_arg;
@@ -351,6 +364,63 @@ static void s_local_queue(mesh_peer_t *self, const uint8_t *bytes, size_t len)
 }
 
 /*  Sends the envelope in self->out to one member (ourselves included). */
+static void s_flush_one(mesh_peer_t *self, s_batch_t *b)
+{
+    size_t len = 0;
+    const uint8_t *frame = mesh__env_batch_finish(&b->buf, b->count, &len);
+    int rc = frame ? mesh__zre_whisper(self->zre, b->uuid, frame, len) : MESH_ERR_NOMEM;
+    if (rc != 0) {
+        /* the member left, or its queue is full: its calls fail by peer
+           loss or deadline, as if the network had lost them */
+        self->stats.sends_dropped += b->count;
+        s_debug(self, "dropped %zu envelopes: %s", b->count, mesh_strerror(rc));
+    }
+    b->count = 0;
+}
+
+static void s_flush(mesh_peer_t *self)
+{
+    for (size_t i = 0; i < self->nbatches; i++) {
+        if (self->batches[i].count) {
+            s_flush_one(self, &self->batches[i]);
+        }
+    }
+    self->nbatches = 0;
+    if (self->loop) {
+        ev_prepare_stop(self->loop, &self->flush_prepare);
+    }
+}
+
+static void s_on_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    s_flush(w->data);
+}
+
+static s_batch_t *s_batch_for(mesh_peer_t *self, const uint8_t *uuid)
+{
+    for (size_t i = self->nbatches; i-- > 0;) {
+        if (memcmp(self->batches[i].uuid, uuid, MESH_ZRE_UUID_SIZE) == 0) {
+            return &self->batches[i];
+        }
+    }
+    if (self->nbatches == self->batches_cap) {
+        size_t cap = self->batches_cap ? self->batches_cap * 2 : 8;
+        s_batch_t *b = realloc(self->batches, cap * sizeof *b);
+        if (!b) {
+            return NULL;
+        }
+        memset(b + self->batches_cap, 0, (cap - self->batches_cap) * sizeof *b);
+        self->batches = b;
+        self->batches_cap = cap;
+    }
+    s_batch_t *b = &self->batches[self->nbatches++];
+    memcpy(b->uuid, uuid, MESH_ZRE_UUID_SIZE);
+    b->count = 0;
+    return b;
+}
+
+/*  Sends the envelope in self->out to one member (ourselves included):
+    queued for this loop turn's batch to that member. */
 static int s_send_to(mesh_peer_t *self, const uint8_t *uuid)
 {
     if (self->out.failed) {
@@ -360,7 +430,28 @@ static int s_send_to(mesh_peer_t *self, const uint8_t *uuid)
         s_local_queue(self, self->out.data, self->out.size);
         return 0;
     }
-    return mesh__zre_whisper(self->zre, uuid, self->out.data, self->out.size);
+    if (!self->loop || !mesh__zre_peer_find(self->zre, uuid)) {
+        return MESH_ERR_NOTFOUND;
+    }
+    s_batch_t *b = s_batch_for(self, uuid);
+    if (!b) {
+        return MESH_ERR_NOMEM;
+    }
+    if (b->count == 0) {
+        mesh__env_batch_begin(&b->buf);
+    }
+    mesh__env_batch_add(&b->buf, self->out.data, self->out.size);
+    if (b->buf.failed) {
+        b->count = 0;
+        return MESH_ERR_NOMEM;
+    }
+    b->count++;
+    if (b->count >= MESH_BATCH_ENVELOPES_MAX || b->buf.size >= MESH_BATCH_BYTES_MAX) {
+        s_flush_one(self, b);
+    } else {
+        ev_prepare_start(self->loop, &self->flush_prepare);
+    }
+    return 0;
 }
 
 static void s_encode_services(mesh_peer_t *self)
@@ -1380,7 +1471,7 @@ static void s_on_publish(mesh_peer_t *self, mesh__member_t *from, const mesh__en
 
 /*  One envelope from a member (or from ourselves through the local queue). */
 static void s_on_envelope(mesh_peer_t *self, mesh__member_t *from, const uint8_t *data,
-                          size_t size, int64_t now)
+                          size_t size, int64_t now, bool in_batch)
 {
     mesh__env_t env;
     mesh__env_scratch_t scratch = {self->svc_scratch, MESH_CODEC_SERVICES_MAX, self->sub_scratch,
@@ -1420,6 +1511,18 @@ static void s_on_envelope(mesh_peer_t *self, mesh__member_t *from, const uint8_t
     case MESH_ENV_PUBLISH:
         s_on_publish(self, from, &env);
         break;
+    case MESH_ENV_BATCH: {
+        if (in_batch) {
+            self->stats.envelopes_dropped++; /* no batch inside a batch */
+            break;
+        }
+        size_t pos = 0;
+        mesh__slice_t item;
+        while (!self->closing && mesh__env_batch_next(&env, &pos, &item)) {
+            s_on_envelope(self, from, item.ptr, item.len, now, true);
+        }
+        break;
+    }
     default:
         self->stats.envelopes_dropped++;
         break;
@@ -1442,7 +1545,7 @@ static void s_on_local(struct ev_loop *loop, ev_idle *w, int revents)
         s_local_t *l = list;
         list = l->next;
         if (self->running && !self->stopped && !self->closing) {
-            s_on_envelope(self, self->self_member, l->bytes, l->len, s_now());
+            s_on_envelope(self, self->self_member, l->bytes, l->len, s_now(), false);
         }
         free(l->bytes);
         free(l);
@@ -1498,7 +1601,7 @@ static void s_on_zre_event(mesh_peer_t *self, const mesh__zre_event_t *ev)
             self->stats.envelopes_dropped++; /* not of our realm */
             return;
         }
-        s_on_envelope(self, m, ev->data, ev->size, ev->now);
+        s_on_envelope(self, m, ev->data, ev->size, ev->now, false);
         break;
     }
     default:
@@ -1805,6 +1908,8 @@ static int s_start_on(mesh_peer_t *self, struct ev_loop *loop)
     self->local_idle.data = self;
     ev_idle_init(&self->pending_idle, s_on_pending);
     self->pending_idle.data = self;
+    ev_prepare_init(&self->flush_prepare, s_on_flush);
+    self->flush_prepare.data = self;
     self->loop_thread = pthread_self();
     if (self->local_head || self->check_active) {
         ev_idle_start(loop, &self->local_idle);
@@ -1862,6 +1967,7 @@ static void s_stop_here(mesh_peer_t *self)
     if (!self->running || self->stopped) {
         return;
     }
+    s_flush(self); /* replies and requests of this turn still go out */
     self->stopped = true;
     /* stop being offered first, then fail what waits on us */
     self->depth++;
@@ -1872,6 +1978,8 @@ static void s_stop_here(mesh_peer_t *self)
     ev_timer_stop(self->loop, &self->ping_timer);
     ev_timer_stop(self->loop, &self->deadline_timer);
     ev_idle_stop(self->loop, &self->local_idle);
+    ev_prepare_stop(self->loop, &self->flush_prepare);
+    self->nbatches = 0;
     mesh__reactor_destroy(&self->reactor);
     mesh__zre_set_handler(self->zre, NULL, NULL);
     mesh__zre_stop(self->zre);
@@ -1907,6 +2015,10 @@ static void s_free(mesh_peer_t *self)
         free(self->selectors[i].name);
     }
     free(self->selectors);
+    for (size_t i = 0; i < self->batches_cap; i++) {
+        mesh__buf_free(&self->batches[i].buf);
+    }
+    free(self->batches);
     free(self->calls);
     free(self->heap);
     while (self->pool) {

@@ -203,9 +203,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         MESH_FUZZ_CHECK(env.type == 0);
         return 0;
     }
-    MESH_FUZZ_CHECK(rc >= MESH_ENV_SERVICES && rc <= MESH_ENV_PUBLISH);
+    MESH_FUZZ_CHECK(rc >= MESH_ENV_SERVICES && rc <= MESH_ENV_BATCH);
     MESH_FUZZ_CHECK(env.type == rc);
     MESH_FUZZ_CHECK(mesh__env_is(data, size));
+    if (rc == MESH_ENV_BATCH) {
+        /* every item lies inside the input; the items rebuilt into a batch
+           decode to the same items */
+        MESH_FUZZ_CHECK(env.u.batch.count >= 2 && env.u.batch.count <= MESH_CODEC_BATCH_MAX);
+        mesh__env_batch_begin(&once);
+        size_t pos = 0, n = 0;
+        mesh__slice_t item;
+        while (mesh__env_batch_next(&env, &pos, &item)) {
+            s_check_slice(item, data, size, MESH_CODEC_PAYLOAD_MAX, false);
+            mesh__env_batch_add(&once, item.ptr, item.len);
+            n++;
+        }
+        MESH_FUZZ_CHECK(n == env.u.batch.count);
+        size_t len = 0;
+        const uint8_t *frame = mesh__env_batch_finish(&once, n, &len);
+        MESH_FUZZ_CHECK(frame != NULL);
+        MESH_FUZZ_CHECK(mesh__env_decode(frame, len, &back, NULL) == MESH_ENV_BATCH);
+        MESH_FUZZ_CHECK(back.u.batch.count == n);
+        size_t p1 = 0, p2 = 0;
+        mesh__slice_t x, y;
+        while (mesh__env_batch_next(&env, &p1, &x)) {
+            MESH_FUZZ_CHECK(mesh__env_batch_next(&back, &p2, &y));
+            MESH_FUZZ_CHECK(x.len == y.len && memcmp(x.ptr, y.ptr, x.len) == 0);
+        }
+        return 0;
+    }
     s_check(&env, data, size);
 
     /* one byte short is always truncated (scratch 1 is free until below) */

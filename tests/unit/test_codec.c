@@ -1598,3 +1598,76 @@ Test(codec_reject, nesting)
     cr_assert_eq(s_decode_exact(p, n), MESH_ERR_MALFORMED);
     free(p);
 }
+
+/* ------------------------------------------------------------------------ */
+/* BATCH: several envelopes for one peer in one frame */
+
+Test(codec, batch_round_trip_and_vector)
+{
+    mesh__buf_t req = {0}, rep = {0}, b = {0};
+    mesh__env_encode_request(&req, 1, MESH_REQ_CALL, "echo", 1000, NULL, 0, "hi", 2);
+    mesh__env_encode_reply(&rep, 1, 0, "hi", 2, NULL);
+    mesh__env_batch_begin(&b);
+    mesh__env_batch_add(&b, req.data, req.size);
+    mesh__env_batch_add(&b, rep.data, rep.size);
+    size_t len = 0;
+    const uint8_t *frame = mesh__env_batch_finish(&b, 2, &len);
+    cr_assert_not_null(frame);
+    /* [21, 1, [bin(REQUEST), bin(REPLY)]] */
+    static const uint8_t head[] = {0x93, 0x15, 0x01, 0x92, 0xc4, 19};
+    cr_assert_eq(len, sizeof head + 19 + 2 + 10);
+    cr_assert_arr_eq(frame, head, sizeof head);
+    cr_assert(mesh__env_is(frame, len));
+    mesh__env_t env;
+    cr_assert_eq(mesh__env_decode(frame, len, &env, NULL), MESH_ENV_BATCH);
+    cr_assert_eq(env.u.batch.count, 2);
+    size_t pos = 0;
+    mesh__slice_t item;
+    cr_assert(mesh__env_batch_next(&env, &pos, &item));
+    cr_assert_eq(item.len, req.size);
+    cr_assert_arr_eq(item.ptr, req.data, req.size);
+    cr_assert(mesh__env_batch_next(&env, &pos, &item));
+    cr_assert_arr_eq(item.ptr, rep.data, rep.size);
+    cr_assert_not(mesh__env_batch_next(&env, &pos, &item));
+    /* every truncation is refused */
+    for (size_t n = 0; n < len; n++) {
+        cr_assert_eq(mesh__env_decode(frame, n, &env, NULL), MESH_ERR_MALFORMED, "length %zu", n);
+    }
+    mesh__buf_free(&req);
+    mesh__buf_free(&rep);
+    mesh__buf_free(&b);
+}
+
+Test(codec, batch_of_one_is_the_envelope_itself)
+{
+    mesh__buf_t req = {0}, b = {0};
+    mesh__env_encode_request(&req, 7, 0, "x", 5, NULL, 1, "", 0);
+    mesh__env_batch_begin(&b);
+    mesh__env_batch_add(&b, req.data, req.size);
+    size_t len = 0;
+    const uint8_t *frame = mesh__env_batch_finish(&b, 1, &len);
+    cr_assert_eq(len, req.size);
+    cr_assert_arr_eq(frame, req.data, req.size);
+    mesh__buf_free(&req);
+    mesh__buf_free(&b);
+}
+
+Test(codec, batch_rejections)
+{
+    mesh__env_t env;
+    /* fewer than two items, an item that is not bin, an array header over the limit */
+    static const uint8_t one[] = {0x93, 0x15, 0x01, 0x91, 0xc4, 0x03, 0x93, 0x11, 0x01};
+    static const uint8_t str_item[] = {0x93, 0x15, 0x01, 0x92, 0xa3, 'a', 'b', 'c', 0xc4, 3, 1, 2, 3};
+    static const uint8_t huge[] = {0x93, 0x15, 0x01, 0xdd, 0xff, 0xff, 0xff, 0xff};
+    static const uint8_t short_items[] = {0x93, 0x15, 0x01, 0x92, 0xc4, 0x01, 0x00, 0xc4, 0x01, 0x00};
+    cr_expect_eq(mesh__env_decode(one, sizeof one, &env, NULL), MESH_ERR_MALFORMED);
+    cr_expect_eq(mesh__env_decode(str_item, sizeof str_item, &env, NULL), MESH_ERR_MALFORMED);
+    cr_expect_eq(mesh__env_decode(huge, sizeof huge, &env, NULL), MESH_ERR_MALFORMED);
+    cr_expect_eq(mesh__env_decode(short_items, sizeof short_items, &env, NULL),
+                 MESH_ERR_MALFORMED);
+    mesh__buf_t b = {0};
+    size_t len;
+    mesh__env_batch_begin(&b);
+    cr_expect_null(mesh__env_batch_finish(&b, 0, &len));
+    mesh__buf_free(&b);
+}

@@ -11,6 +11,9 @@
 
 #include <mesh/mesh.h>
 
+#include "peer_internal.h"
+#include "zre.h"
+
 #include <arpa/inet.h>
 #include <ev.h>
 #include <pthread.h>
@@ -1998,5 +2001,44 @@ Test(peer, call_sync_and_post_from_another_thread)
     cr_expect_eq(count, 0, "post ran its function inside the call");
     run_until(count == 1, 1000);
     cr_expect_eq(count, 1);
+    s_end();
+}
+
+/* ------------------------------------------------------------------------ */
+/* envelopes to one peer in one loop turn travel as one frame */
+
+static int g_batch_done, g_batch_ok;
+
+static void s_on_batch_reply(mesh_peer_t *peer, const mesh_reply_t *r, void *arg)
+{
+    g_batch_done++;
+    g_batch_ok += r->status == 0 && r->size == 7 && memcmp(r->data, "bprov:x", 7) == 0;
+}
+
+Test(peer, a_burst_of_calls_travels_in_few_frames)
+{
+    mesh_peer_t *p = s_new("bprov");
+    s_expose(p, "/echo", H_ECHO, NULL);
+    s_attach(p);
+    mesh_peer_t *c = s_started("caller");
+    run_until(s_knows(c, "/echo", "bprov"), DISCOVERY_MS);
+    cr_assert(s_knows(c, "/echo", "bprov"));
+    run_for(50);
+    const mesh__zre_stats_t *zp = mesh__zre_stats(mesh__peer_zre(p));
+    const mesh__zre_stats_t *zc = mesh__zre_stats(mesh__peer_zre(c));
+    uint64_t p_before = zp->msgs_received, c_before = zc->msgs_received;
+    enum { N = 200 };
+    g_batch_done = g_batch_ok = 0;
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(mesh_peer_call(c, "/echo", "x", 1, NULL, s_on_batch_reply, NULL), 0);
+    }
+    run_until(g_batch_done == N, 5000);
+    cr_assert_eq(g_batch_done, N);
+    cr_expect_eq(g_batch_ok, N);
+    /* 200 requests in one turn: one BATCH frame (plus any status pings);
+       the replies come back in a few frames, one per inbox batch at most */
+    uint64_t to_p = zp->msgs_received - p_before, to_c = zc->msgs_received - c_before;
+    cr_expect_leq(to_p, 10, "%llu frames carried 200 requests", (unsigned long long)to_p);
+    cr_expect_leq(to_c, 20, "%llu frames carried 200 replies", (unsigned long long)to_c);
     s_end();
 }

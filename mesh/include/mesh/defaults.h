@@ -26,6 +26,8 @@
 #define MESH_SERVICES_REFRESH_PINGS     10      /* SERVICES repeated every this many pings */
 #define MESH_PAYLOAD_MAX  (MESH_DEFAULT_MAX_MSG_SIZE - 64 * 1024) /* a request's or reply's
                                                   payload; the rest of the frame is envelope */
+#define MESH_BATCH_ENVELOPES_MAX        256     /* envelopes to one peer per frame */
+#define MESH_BATCH_BYTES_MAX            (256 * 1024) /* a batch this big goes out at once */
 #define MESH_CALL_TRIED_INLINE          4       /* attempts remembered without an allocation */
 #define MESH_CALL_POOL_MAX              256     /* finished calls kept for reuse */
 #define MESH_CALL_POOL_BUF_MAX          4096    /* larger call buffers are not kept */
