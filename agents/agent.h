@@ -46,9 +46,12 @@ typedef struct {
 agent_t *agent_exec_new(mesh_peer_t *peer, struct ev_loop *loop, const agent_config_t *cfg);
 agent_t *agent_plugin_new(mesh_peer_t *peer, struct ev_loop *loop, const agent_config_t *cfg);
 
-/*  Unexposes the agent's services; in-flight requests finish with an error
-    "agent unloaded" unless drain is true, in which case they are left to
-    finish (meshd's graceful stop). */
+/*  Stops an agent in one or two steps. With drain false: unexposes its
+    services, fails what is still running with "agent unloaded", frees it
+    and nulls *self_p. With drain true (meshd's graceful stop): unexposes
+    the services and refuses new requests but lets running work finish;
+    the agent stays allocated (watch agent_inflight) until a second call
+    with drain false frees it. */
 void agent_destroy(agent_t **self_p, bool drain);
 
 const char *agent_name(const agent_t *self);

@@ -42,6 +42,7 @@ struct mesh__zre_peer {
     bool evasive; /* silent past the evasive timeout */
     bool is_mesh;
     bool reborn;  /* re-created by a HELLO reset */
+    int64_t leaving_at; /* a mesh peer's port-0 beacon came: gone at this time, or at its BYE */
     int64_t created;
     int64_t last_heard;
     char **hkeys;
@@ -892,7 +893,17 @@ void mesh__zre_on_beacon(mesh__zre_t *self, int64_t now)
         }
         if (b.port == 0) {
             mesh__zre_peer_t *peer = s_find(self, b.uuid);
-            if (peer) {
+            if (peer && peer->ready && peer->is_mesh) {
+                /* UDP overtakes TCP: what the peer sent just before leaving may
+                   still be on its way. Its BYE, the last thing it sends, ends
+                   the wait; the reap after the grace period, at the latest. */
+                if (!peer->leaving_at) {
+                    peer->leaving_at = now + MESH_ZRE_LEAVE_GRACE_MS;
+                    if (self->next_reap > peer->leaving_at) {
+                        self->next_reap = peer->leaving_at;
+                    }
+                }
+            } else if (peer) {
                 s_peer_remove(self, peer, "left");
             }
             continue;
@@ -920,7 +931,9 @@ static void s_reap(mesh__zre_t *self, int64_t now)
     for (size_t i = self->npeers; i-- > 0;) {
         mesh__zre_peer_t *peer = self->peers[i];
         int64_t silent = now - peer->last_heard;
-        if (silent >= self->expired_ms) {
+        if (peer->leaving_at && now >= peer->leaving_at) {
+            s_peer_remove(self, peer, "left");
+        } else if (silent >= self->expired_ms) {
             s_peer_remove(self, peer, "expired");
         } else if (silent >= self->evasive_ms && peer->ready) {
             s_send_bare(self, peer, MESH_ZRE_PING);

@@ -251,7 +251,7 @@ static bool s_a_lost_b(box_t **boxes, int n)
     return mesh__zre_peer_count(boxes[0]->node) == 0;
 }
 
-Test(zre, leaving_beacon_removes_the_peer_at_once)
+Test(zre, leaving_beacon_removes_a_mesh_peer_after_the_grace)
 {
     uint16_t port = s_free_udp_port();
     box_t a, b;
@@ -271,8 +271,13 @@ Test(zre, leaving_beacon_removes_the_peer_at_once)
     cr_assert_eq(mesh__udp_send(fd, &lo, port, beacon, sizeof beacon), 0);
     close(fd);
     box_t *only_a[] = {&a};
-    cr_assert(s_pump(only_a, 1, 1, s_a_lost_b), "leaving beacon ignored");
+    /* b is a mesh peer: its last TCP messages may trail the beacon, so it is
+       forgotten after MESH_ZRE_LEAVE_GRACE_MS (or at its BYE), not at once */
+    int64_t t0 = g_now;
+    cr_assert(s_pump(only_a, 1, 10, s_a_lost_b), "leaving beacon ignored");
     cr_expect_eq(s_count(&a, MESH_ZRE_EV_EXIT, "b", "left"), 1);
+    cr_expect_geq(g_now - t0, MESH_ZRE_LEAVE_GRACE_MS - 10);
+    cr_expect_leq(g_now - t0, MESH_ZRE_LEAVE_GRACE_MS + 200);
     mesh__zre_destroy(&a.node);
     mesh__zre_destroy(&b.node);
 }
@@ -624,4 +629,36 @@ Test(zre, a_late_seed_learns_groups_joined_while_it_was_down)
     cr_expect_eq(mesh__zre_stats(s.node)->sequence_gaps, 0);
     mesh__zre_destroy(&s.node);
     mesh__zre_destroy(&y.node);
+}
+
+static bool s_fake_gone(box_t **boxes, int n)
+{
+    return mesh__zre_peer_lookup(boxes[0]->node, "plain") == NULL;
+}
+
+Test(zre, leaving_beacon_removes_a_plain_peer_at_once)
+{
+    uint16_t port = s_free_udp_port();
+    box_t a;
+    box_t *all[] = {&a};
+    s_node(&a, "a", port, false);
+    cr_assert_eq(mesh__zre_start(a.node, g_now), 0);
+    fake_t f; /* no X-MESH header: a plain ZRE peer */
+    s_fake_open(&f, a.node, 0x46);
+    s_fake_dial(&f, a.node);
+    s_fake_hello(&f, "plain");
+    cr_assert(s_pump(all, 1, 1, s_a_has_one));
+    int fd = mesh__udp_open(port);
+    mesh__iface_t lo;
+    cr_assert_eq(mesh__iface_lookup("lo", &lo), 0);
+    uint8_t beacon[MESH_ZRE_BEACON_SIZE];
+    mesh__beacon_encode(beacon, f.uuid, 0);
+    cr_assert_eq(mesh__udp_send(fd, &lo, port, beacon, sizeof beacon), 0);
+    close(fd);
+    int64_t t0 = g_now;
+    cr_assert(s_pump(all, 1, 1, s_fake_gone));
+    cr_expect_leq(g_now - t0, 50, "took %ld ms", (long)(g_now - t0));
+    cr_expect_eq(s_count(&a, MESH_ZRE_EV_EXIT, "plain", "left"), 1);
+    s_fake_close(&f);
+    mesh__zre_destroy(&a.node);
 }

@@ -15,6 +15,7 @@
 #define MESH_ZRE_SEED_RETRY_MAX_MS      60000   /* unanswered seed retries back off to this */
 #define MESH_ZRE_GOSSIP_INTERVAL_MS     5000    /* beacons off: peer list to a random peer */
 #define MESH_ZRE_PEERS_MAX              4096    /* known peers (each costs a connection) */
+#define MESH_ZRE_LEAVE_GRACE_MS         1000    /* a mesh peer's leaving beacon: wait for its BYE */
 #define MESH_ZRE_RESET_DAMP_MS          1000    /* a 2nd HELLO this soon after a reset: refresh */
 
 /*  The mesh layer. */
