@@ -1,13 +1,24 @@
-/*  meshd: runs one mesh node in the foreground until SIGTERM/SIGINT.
+/*  meshd: runs one mesh peer in the foreground and hosts agents on it.
 
-    See docs/meshd.md. Logs go to stderr; with --events every node event is
-    one JSON line on stdout; with --stdin JSON commands are read from stdin. */
+    See docs/meshd.md. Configuration: a ZPL file (--config, agents/config.c)
+    and flags that override it; everything is validated before the peer is
+    created. Logs go to stderr or syslog; with --events every ZRE event is
+    one JSON line on stdout; with --stdin JSON commands are read from stdin.
+
+    Stopping (SIGTERM, SIGINT, {"stop":true}) drains: every service is
+    unexposed, requests in flight get --grace milliseconds to finish, then
+    the agents are destroyed and the peer leaves. SIGHUP reloads the agents
+    from the configuration; a bad configuration leaves the running ones. */
+#include "agent_impl.h"
 #include "cli.h"
-#include "reactor.h"
+#include "codec.h"
+#include "config.h"
+#include "peer_internal.h"
 #include "zre.h"
 
 #include <mesh/mesh.h>
 
+#include <czmq.h>
 #include <errno.h>
 #include <ev.h>
 #include <getopt.h>
@@ -16,45 +27,75 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 #include <unistd.h>
 
-#define S_PROG        "meshd"
-#define S_LINE_MAX    (1024 * 1024) /* one stdin command line */
-#define S_MAX_GROUPS  64
-#define S_MAX_HEADERS 64
-
-enum { S_LOG_ERROR, S_LOG_WARN, S_LOG_INFO, S_LOG_DEBUG };
+#define S_PROG          "meshd"
+#define S_LINE_MAX      (1024 * 1024) /* one stdin command line */
+#define S_DRAIN_POLL_MS 50            /* how often a drain looks at what is in flight */
+#define S_FLUSH_MS      100           /* announcements and last replies out, before leaving */
+#define S_REALM_GROUP   "mesh:"       /* a realm's ZRE group is "mesh:REALM" (peer.c) */
 
 typedef struct {
+    meshd_config_t cfg;
+    int argc;
+    char **argv;
+    bool events, use_stdin, print_config;
     struct ev_loop *loop;
+    mesh_peer_t *peer;
     mesh__zre_t *node;
-    bool events;
-    int log_level;
+    agent_t *builtin;
+    agent_t *agents[MESHD_AGENTS_MAX]; /* the configured ones, as cfg.agents */
+    size_t nagents;
     int64_t started_ms;
     char *line;
     size_t line_len;
     bool line_overflow;
     ev_io stdin_io;
-    ev_signal sigterm, sigint;
-    int signal_seen;
+    ev_signal sigterm, sigint, sighup;
+    ev_timer drain_timer;
+    bool draining, finished;
+    bool drain_had_work; /* requests were in flight: let the last replies out */
+    int64_t drain_deadline;
+    ev_timer flush_timer;
+    agent_t *retired[MESHD_AGENTS_MAX]; /* replaced by a reload, finishing their work */
+    size_t nretired;
+    ev_timer retire_timer;
+    int64_t retire_deadline;
 } s_daemon_t;
+
+/* ------------------------------------------------------------------------ */
+/* logging */
 
 static void s_log(const s_daemon_t *d, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void s_log(const s_daemon_t *d, int level, const char *fmt, ...)
 {
-    if (level > d->log_level) {
+    if (level > d->cfg.log_level) {
         return;
     }
-    static const char *const tags[] = {"error", "warn", "info", "debug"};
+    char text[2048];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s[%d] %s: ", S_PROG, (int)getpid(), tags[level]);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
+    if (d->cfg.syslog) {
+        static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
+        syslog(prio[level], "%s", text);
+    } else {
+        fprintf(stderr, "%s[%d] %s: %s\n", S_PROG, (int)getpid(), meshd_log_level_name(level),
+                text);
+    }
 }
+
+static void s_agent_log(int level, const char *line, void *arg)
+{
+    s_log(arg, level, "%s", line);
+}
+
+/* ------------------------------------------------------------------------ */
+/* events (--events) */
 
 static void s_print(json_t *obj)
 {
@@ -75,6 +116,24 @@ static json_t *s_peer_event(const char *ev, const mesh__zre_peer_t *peer)
                      mesh_cli_json_bytes(name, strlen(name)));
 }
 
+/*  The mesh's own traffic (service lists, status pings, requests, replies,
+    publishes between mesh peers) is not shown as whispers and shouts: a
+    msgpack fixarray starting with a mesh envelope type and version. */
+static bool s_is_envelope(const mesh__zre_event_t *ev)
+{
+    const uint8_t *p = ev->data;
+    return mesh__zre_peer_is_mesh(ev->peer) && ev->size >= 3 && (p[0] & 0xf0) == 0x90 &&
+           p[1] >= MESH_ENV_SERVICES && p[1] <= MESH_ENV_PUBLISH && p[2] == MESH_ENV_VERSION;
+}
+
+/*  Mesh peers join their realm's group: plumbing too, not reported as join
+    and leave events (the group still shows in enter and peers). */
+static bool s_is_realm_group(const mesh__zre_event_t *ev)
+{
+    return mesh__zre_peer_is_mesh(ev->peer) &&
+           strncmp(ev->group, S_REALM_GROUP, strlen(S_REALM_GROUP)) == 0;
+}
+
 static void s_on_event(mesh__zre_t *node, const mesh__zre_event_t *ev, void *arg)
 {
     s_daemon_t *d = arg;
@@ -82,35 +141,41 @@ static void s_on_event(mesh__zre_t *node, const mesh__zre_event_t *ev, void *arg
     json_t *out = NULL;
     switch (ev->type) {
     case MESH_ZRE_EV_ENTER:
-        s_log(d, S_LOG_INFO, "peer %s (%s) entered at %s", mesh__zre_peer_name(p),
+        s_log(d, MESHD_LOG_INFO, "peer %s (%s) entered at %s", mesh__zre_peer_name(p),
               mesh__zre_peer_uuid_str(p), mesh__zre_peer_endpoint(p));
         out = mesh_cli_peer_json(p);
         json_object_set_new(out, "ev", json_string("enter"));
         json_object_set_new(out, "ms", json_integer(mesh_cli_now_ms() - d->started_ms));
         break;
     case MESH_ZRE_EV_EXIT:
-        s_log(d, S_LOG_INFO, "peer %s (%s) exited: %s", mesh__zre_peer_name(p),
+        s_log(d, MESHD_LOG_INFO, "peer %s (%s) exited: %s", mesh__zre_peer_name(p),
               mesh__zre_peer_uuid_str(p), ev->reason);
         out = s_peer_event("exit", p);
         json_object_set_new(out, "reason", json_string(ev->reason));
         break;
     case MESH_ZRE_EV_EVASIVE:
-        s_log(d, S_LOG_DEBUG, "peer %s is evasive", mesh__zre_peer_name(p));
+        s_log(d, MESHD_LOG_DEBUG, "peer %s is evasive", mesh__zre_peer_name(p));
         out = s_peer_event("evasive", p);
         break;
     case MESH_ZRE_EV_BACK:
-        s_log(d, S_LOG_DEBUG, "peer %s is back", mesh__zre_peer_name(p));
+        s_log(d, MESHD_LOG_DEBUG, "peer %s is back", mesh__zre_peer_name(p));
         out = s_peer_event("back", p);
         break;
     case MESH_ZRE_EV_JOIN:
     case MESH_ZRE_EV_LEAVE:
-        s_log(d, S_LOG_DEBUG, "peer %s %s %s", mesh__zre_peer_name(p),
+        if (s_is_realm_group(ev)) {
+            break;
+        }
+        s_log(d, MESHD_LOG_DEBUG, "peer %s %s %s", mesh__zre_peer_name(p),
               ev->type == MESH_ZRE_EV_JOIN ? "joined" : "left", ev->group);
         out = s_peer_event(ev->type == MESH_ZRE_EV_JOIN ? "join" : "leave", p);
         json_object_set_new(out, "group", mesh_cli_json_bytes(ev->group, strlen(ev->group)));
         break;
     case MESH_ZRE_EV_WHISPER:
     case MESH_ZRE_EV_SHOUT: {
+        if (s_is_envelope(ev)) {
+            break;
+        }
         char *b64 = mesh_cli_base64_encode(ev->data, ev->size);
         out = s_peer_event(ev->type == MESH_ZRE_EV_WHISPER ? "whisper" : "shout", p);
         if (ev->group) {
@@ -128,7 +193,8 @@ static void s_on_event(mesh__zre_t *node, const mesh__zre_event_t *ev, void *arg
     }
 }
 
-static void s_error_event(s_daemon_t *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_error_event(s_daemon_t *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void s_error_event(s_daemon_t *d, const char *fmt, ...)
 {
@@ -137,10 +203,489 @@ static void s_error_event(s_daemon_t *d, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    s_log(d, S_LOG_WARN, "%s", text);
+    s_log(d, MESHD_LOG_WARN, "%s", text);
     if (d->events) {
         s_print(json_pack("{s:s, s:s}", "ev", "error", "error", text));
     }
+}
+
+/* ------------------------------------------------------------------------ */
+/* agents */
+
+static void s_agents_destroy(s_daemon_t *d, bool drain)
+{
+    while (d->nagents > 0) {
+        agent_destroy(&d->agents[--d->nagents], drain);
+    }
+}
+
+/*  Creates the agents of cfg. Returns 0, or -1 (the agent logged why) with
+    none of them left. */
+static int s_agents_create(s_daemon_t *d, const meshd_config_t *cfg)
+{
+    for (size_t i = 0; i < cfg->nagents; i++) {
+        const meshd_agent_conf_t *a = &cfg->agents[i];
+        agent_config_t ac;
+        meshd_config_agent(a, &ac);
+        agent_t *agent = strcmp(a->kind, "exec") == 0 ? agent_exec_new(d->peer, d->loop, &ac)
+                                                      : agent_plugin_new(d->peer, d->loop, &ac);
+        if (!agent) {
+            s_log(d, MESHD_LOG_ERROR, "agent %s (%s %s) could not be loaded", a->name, a->kind,
+                  a->path);
+            s_agents_destroy(d, false);
+            return -1;
+        }
+        d->agents[d->nagents++] = agent; /* the agent logged what it offers */
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* command line and configuration */
+
+enum {
+    OPT_CONFIG = 1000,
+    OPT_NAME,
+    OPT_REALM,
+    OPT_IFACE,
+    OPT_BEACON_PORT,
+    OPT_PORT,
+    OPT_NO_BEACON,
+    OPT_SEED,
+    OPT_BEACON_INTERVAL,
+    OPT_EVASIVE,
+    OPT_EXPIRED,
+    OPT_PING_INTERVAL,
+    OPT_GROUP,
+    OPT_HEADER,
+    OPT_EXEC_AGENT,
+    OPT_PLUGIN,
+    OPT_GRACE,
+    OPT_LOG_LEVEL,
+    OPT_SYSLOG,
+    OPT_EVENTS,
+    OPT_STDIN,
+    OPT_PRINT_CONFIG,
+    OPT_HELP,
+    OPT_VERSION,
+};
+
+static const struct option s_options[] = {
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"realm", required_argument, NULL, OPT_REALM},
+    {"iface", required_argument, NULL, OPT_IFACE},
+    {"beacon-port", required_argument, NULL, OPT_BEACON_PORT},
+    {"port", required_argument, NULL, OPT_PORT},
+    {"no-beacon", no_argument, NULL, OPT_NO_BEACON},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"beacon-interval", required_argument, NULL, OPT_BEACON_INTERVAL},
+    {"evasive", required_argument, NULL, OPT_EVASIVE},
+    {"expired", required_argument, NULL, OPT_EXPIRED},
+    {"ping-interval", required_argument, NULL, OPT_PING_INTERVAL},
+    {"group", required_argument, NULL, OPT_GROUP},
+    {"header", required_argument, NULL, OPT_HEADER},
+    {"exec-agent", required_argument, NULL, OPT_EXEC_AGENT},
+    {"plugin", required_argument, NULL, OPT_PLUGIN},
+    {"grace", required_argument, NULL, OPT_GRACE},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"syslog", no_argument, NULL, OPT_SYSLOG},
+    {"events", no_argument, NULL, OPT_EVENTS},
+    {"stdin", no_argument, NULL, OPT_STDIN},
+    {"print-config", no_argument, NULL, OPT_PRINT_CONFIG},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+/*  Flags that set one configuration key (value: the argument, or fixed). */
+static const struct {
+    int opt;
+    const char *key;
+    const char *fixed;
+} s_flag_keys[] = {
+    {OPT_NAME, "peer/name", NULL},
+    {OPT_REALM, "peer/realm", NULL},
+    {OPT_IFACE, "peer/iface", NULL},
+    {OPT_BEACON_PORT, "peer/beacon-port", NULL},
+    {OPT_PORT, "peer/port", NULL},
+    {OPT_NO_BEACON, "peer/beacon", "false"},
+    {OPT_SEED, "peer/seed", NULL},
+    {OPT_BEACON_INTERVAL, "peer/beacon-interval", NULL},
+    {OPT_EVASIVE, "peer/evasive", NULL},
+    {OPT_EXPIRED, "peer/expired", NULL},
+    {OPT_PING_INTERVAL, "peer/ping-interval", NULL},
+    {OPT_GROUP, "peer/group", NULL},
+    {OPT_GRACE, "daemon/grace", NULL},
+    {OPT_LOG_LEVEL, "daemon/log-level", NULL},
+    {OPT_SYSLOG, "daemon/syslog", "true"},
+};
+
+static void s_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: meshd [--config FILE] [--name NAME] [--realm REALM] [--iface IFACE]\n"
+            "             [--beacon-port PORT] [--port PORT] [--no-beacon]\n"
+            "             [--seed tcp://HOST:PORT]... [--beacon-interval MS] [--evasive MS]\n"
+            "             [--expired MS] [--ping-interval MS] [--group G]... [--header K=V]...\n"
+            "             [--exec-agent NAME=DIR]... [--plugin NAME=FILE.so]... [--grace MS]\n"
+            "             [--log-level error|warn|info|debug] [--syslog]\n"
+            "             [--events] [--stdin] [--print-config]\n"
+            "       meshd --help | --version\n"
+            "Runs a mesh peer and its agents in the foreground until SIGTERM or SIGINT;\n"
+            "SIGHUP reloads the agents. Flags override the config file. See meshd(1).\n");
+}
+
+static const char *s_flag_name(int opt)
+{
+    for (const struct option *o = s_options; o->name; o++) {
+        if (o->val == opt) {
+            return o->name;
+        }
+    }
+    return "?";
+}
+
+/*  --exec-agent NAME=DIR, --plugin NAME=FILE: an agent from flags replaces
+    the file's agent of that name. */
+static int s_flag_agent(meshd_config_t *c, int opt, const char *arg, char *err, size_t errlen)
+{
+    const char *flag = s_flag_name(opt);
+    const char *eq = strchr(arg, '=');
+    char name[AGENT_NAME_MAX + 1];
+    if (!eq || eq == arg || (size_t)(eq - arg) > AGENT_NAME_MAX || !eq[1]) {
+        snprintf(err, errlen, "--%s '%s': expected NAME=%s", flag, arg,
+                 opt == OPT_EXEC_AGENT ? "DIRECTORY" : "FILE.so");
+        return -1;
+    }
+    snprintf(name, sizeof name, "%.*s", (int)(eq - arg), arg);
+    meshd_config_drop_agent(c, name);
+    char key[AGENT_NAME_MAX + 32], what[MESHD_ERR_MAX];
+    snprintf(key, sizeof key, "agents/%s/kind", name);
+    if (meshd_config_set(c, key, opt == OPT_EXEC_AGENT ? "exec" : "plugin", 0, true, what,
+                         sizeof what) != 0) {
+        snprintf(err, errlen, "--%s '%.128s': %.300s", flag, arg, what);
+        return -1;
+    }
+    snprintf(key, sizeof key, "agents/%s/path", name);
+    if (meshd_config_set(c, key, eq + 1, 0, true, what, sizeof what) != 0) {
+        snprintf(err, errlen, "--%s '%.128s': %.300s", flag, arg, what);
+        return -1;
+    }
+    return 0;
+}
+
+static int s_flag(meshd_config_t *c, int opt, const char *arg, char *err, size_t errlen)
+{
+    char what[MESHD_ERR_MAX];
+    if (opt == OPT_HEADER) {
+        const char *eq = strchr(arg, '=');
+        char key[MESH_ZRE_STRING_MAX + 16];
+        if (!eq || eq == arg || (size_t)(eq - arg) > MESH_ZRE_STRING_MAX) {
+            snprintf(err, errlen, "--header '%s': expected KEY=VALUE (key 1 to %d bytes)", arg,
+                     MESH_ZRE_STRING_MAX);
+            return -1;
+        }
+        snprintf(key, sizeof key, "peer/header/%.*s", (int)(eq - arg), arg);
+        if (meshd_config_set(c, key, eq + 1, 0, true, what, sizeof what) != 0) {
+            snprintf(err, errlen, "--header '%.128s': %.300s", arg, what);
+            return -1;
+        }
+        return 0;
+    }
+    if (opt == OPT_EXEC_AGENT || opt == OPT_PLUGIN) {
+        return s_flag_agent(c, opt, arg, err, errlen);
+    }
+    for (size_t i = 0; i < sizeof s_flag_keys / sizeof s_flag_keys[0]; i++) {
+        if (s_flag_keys[i].opt != opt) {
+            continue;
+        }
+        const char *value = s_flag_keys[i].fixed ? s_flag_keys[i].fixed : arg;
+        if (meshd_config_set(c, s_flag_keys[i].key, value, 0, true, what, sizeof what) != 0) {
+            snprintf(err, errlen, "--%s '%.128s': %.300s", s_flag_name(opt), value, what);
+            return -1;
+        }
+        return 0;
+    }
+    return 1; /* not a configuration flag */
+}
+
+/*  Builds a configuration from the file named by --config and the flags
+    (both passes over argv). startup: also takes the process flags (and
+    answers --help / --version: returns 1). Returns 0, 1, or -1 with err. */
+static int s_build(s_daemon_t *d, meshd_config_t *c, bool startup, char *err, size_t errlen)
+{
+    const char *file = NULL;
+    int opt;
+    opterr = 0;
+    optind = 0;
+    while ((opt = getopt_long(d->argc, d->argv, "", s_options, NULL)) != -1) {
+        switch (opt) {
+        case OPT_CONFIG:
+            file = optarg;
+            break;
+        case OPT_HELP:
+            if (startup) {
+                s_usage(stdout);
+                return 1;
+            }
+            break;
+        case OPT_VERSION:
+            if (startup) {
+                printf("%s %s\n", S_PROG, mesh_version());
+                return 1;
+            }
+            break;
+        case '?':
+        case ':':
+            snprintf(err, errlen, "unknown option or missing value: '%s' (see --help)",
+                     d->argv[optind - 1]);
+            return -1;
+        default:
+            break;
+        }
+    }
+    if (optind < d->argc) {
+        snprintf(err, errlen, "unexpected argument '%s' (see --help)", d->argv[optind]);
+        return -1;
+    }
+    if (file && meshd_config_load(c, file, err, errlen) != 0) {
+        return -1;
+    }
+    optind = 0;
+    while ((opt = getopt_long(d->argc, d->argv, "", s_options, NULL)) != -1) {
+        if (s_flag(c, opt, optarg, err, errlen) < 0) {
+            return -1;
+        }
+        if (!startup) {
+            continue;
+        }
+        if (opt == OPT_EVENTS) {
+            d->events = true;
+        } else if (opt == OPT_STDIN) {
+            d->use_stdin = true;
+        } else if (opt == OPT_PRINT_CONFIG) {
+            d->print_config = true;
+        }
+    }
+    return meshd_config_check(c, err, errlen);
+}
+
+/* ------------------------------------------------------------------------ */
+/* stopping: drain, then leave */
+
+/*  Requests still being handled: what the agents count (retired ones
+    included), or what the peer holds open, whichever is more. */
+static uint64_t s_inflight(s_daemon_t *d)
+{
+    uint64_t n = agent_inflight(d->builtin);
+    for (size_t i = 0; i < d->nagents; i++) {
+        n += agent_inflight(d->agents[i]);
+    }
+    for (size_t i = 0; i < d->nretired; i++) {
+        n += agent_inflight(d->retired[i]);
+    }
+    uint64_t open = mesh__peer_open_requests(d->peer);
+    return n > open ? n : open;
+}
+
+static void s_retired_destroy(s_daemon_t *d)
+{
+    while (d->nretired > 0) {
+        agent_destroy(&d->retired[--d->nretired], false);
+    }
+    ev_timer_stop(d->loop, &d->retire_timer);
+}
+
+static void s_leave(s_daemon_t *d)
+{
+    ev_timer_stop(d->loop, &d->flush_timer);
+    mesh_peer_stop(d->peer); /* the leaving beacon */
+    ev_break(d->loop, EVBREAK_ALL);
+}
+
+static void s_on_flush_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    s_leave(w->data);
+}
+
+/*  Destroys every agent (what still runs fails with "agent unloaded"),
+    then leaves: at once, or S_FLUSH_MS later when replies were going out
+    (the UDP leaving beacon would overtake them, and callers would see the
+    provider lost instead of its answer). */
+static void s_finish(s_daemon_t *d)
+{
+    if (d->finished) {
+        s_leave(d);
+        return;
+    }
+    d->finished = true;
+    ev_timer_stop(d->loop, &d->drain_timer);
+    s_agents_destroy(d, false);
+    s_retired_destroy(d);
+    agent_destroy(&d->builtin, false);
+    if (!d->drain_had_work) {
+        s_leave(d);
+        return;
+    }
+    ev_timer_init(&d->flush_timer, s_on_flush_timer, S_FLUSH_MS / 1000., 0.);
+    d->flush_timer.data = d;
+    ev_timer_start(d->loop, &d->flush_timer);
+}
+
+static void s_on_drain_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    s_daemon_t *d = w->data;
+    uint64_t n = s_inflight(d);
+    d->drain_had_work = d->drain_had_work || n > 0;
+    if (n == 0) {
+        s_log(d, MESHD_LOG_INFO, "drained: nothing in flight");
+        s_finish(d);
+    } else if (mesh_cli_now_ms() >= d->drain_deadline) {
+        s_log(d, MESHD_LOG_WARN, "grace period over: %llu requests still in flight fail",
+              (unsigned long long)n);
+        s_finish(d);
+    }
+}
+
+/*  Stop being offered (every agent drains: its services are unexposed, new
+    requests are rejected, work in flight goes on), then wait for the work
+    in flight, at most the grace period. */
+static void s_drain_begin(s_daemon_t *d, const char *why)
+{
+    if (d->draining) {
+        s_log(d, MESHD_LOG_WARN, "%s again: stopping without waiting", why);
+        s_finish(d);
+        return;
+    }
+    d->draining = true;
+    agent_destroy(&d->builtin, true);
+    for (size_t i = 0; i < d->nagents; i++) {
+        agent_destroy(&d->agents[i], true);
+    }
+    ev_timer_stop(d->loop, &d->retire_timer); /* the drain watches them now */
+    s_log(d, MESHD_LOG_INFO,
+          "stopping (%s): services unexposed, %llu requests in flight, "
+          "grace %d ms",
+          why, (unsigned long long)s_inflight(d), d->cfg.grace_ms);
+    d->drain_deadline = mesh_cli_now_ms() + d->cfg.grace_ms;
+    /* the first look after S_FLUSH_MS: the other peers have heard that the
+       services are gone, and requests already on their way here got their
+       "not found" (their callers move on) rather than finding us gone */
+    ev_timer_init(&d->drain_timer, s_on_drain_timer, S_FLUSH_MS / 1000., S_DRAIN_POLL_MS / 1000.);
+    d->drain_timer.data = d;
+    ev_timer_start(d->loop, &d->drain_timer);
+}
+
+/* ------------------------------------------------------------------------ */
+/* SIGHUP: reload the agents */
+
+/*  Agents replaced by a reload finish what they were doing (at most the
+    grace period) before they are destroyed. */
+static void s_on_retire_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    s_daemon_t *d = w->data;
+    bool late = mesh_cli_now_ms() >= d->retire_deadline;
+    size_t kept = 0;
+    for (size_t i = 0; i < d->nretired; i++) {
+        if (late || agent_inflight(d->retired[i]) == 0) {
+            agent_destroy(&d->retired[i], false);
+        } else {
+            d->retired[kept++] = d->retired[i];
+        }
+    }
+    d->nretired = kept;
+    if (kept == 0) {
+        ev_timer_stop(loop, w);
+    }
+}
+
+static void s_retire_all(s_daemon_t *d)
+{
+    while (d->nagents > 0) {
+        agent_t *a = d->agents[--d->nagents];
+        agent_destroy(&a, true);
+        if (d->nretired == MESHD_AGENTS_MAX) {
+            agent_destroy(&a, false); /* reloads faster than work ends: no waiting */
+        } else {
+            d->retired[d->nretired++] = a;
+        }
+    }
+    if (d->nretired > 0) {
+        d->retire_deadline = mesh_cli_now_ms() + d->cfg.grace_ms;
+        ev_timer_set(&d->retire_timer, S_DRAIN_POLL_MS / 1000., S_DRAIN_POLL_MS / 1000.);
+        ev_timer_again(d->loop, &d->retire_timer);
+    }
+}
+
+static char *s_print_sections(const meshd_config_t *c, unsigned sections)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (f) {
+        meshd_config_print(c, f, sections);
+        fclose(f);
+    }
+    return text;
+}
+
+static void s_reload(s_daemon_t *d)
+{
+    if (d->draining) {
+        return;
+    }
+    char err[MESHD_ERR_MAX];
+    meshd_config_t next;
+    meshd_config_init(&next);
+    if (s_build(d, &next, false, err, sizeof err) != 0) {
+        s_log(d, MESHD_LOG_ERROR, "reload refused: %s; the running agents stay", err);
+        meshd_config_free(&next);
+        return;
+    }
+    unsigned rest = MESHD_PRINT_PEER | MESHD_PRINT_DAEMON;
+    char *was = s_print_sections(&d->cfg, rest), *now = s_print_sections(&next, rest);
+    if (was && now && strcmp(was, now) != 0) {
+        s_log(d, MESHD_LOG_WARN,
+              "reload: the peer and daemon settings changed; they take effect at the next start "
+              "(SIGHUP reloads agents only)");
+    }
+    free(was);
+    free(now);
+    s_retire_all(d);
+    if (s_agents_create(d, &next) != 0) {
+        s_log(d, MESHD_LOG_ERROR, "reload failed: the previous agents are started again");
+        if (s_agents_create(d, &d->cfg) != 0) {
+            s_log(d, MESHD_LOG_ERROR, "the previous agents could not be started again either");
+        }
+        meshd_config_free(&next);
+        return;
+    }
+    /* the running agents' settings move to d->cfg (their strings stay put) */
+    while (d->cfg.nagents > 0) {
+        meshd_config_drop_agent(&d->cfg, d->cfg.agents[0].name);
+    }
+    memcpy(d->cfg.agents, next.agents, sizeof next.agents);
+    d->cfg.nagents = next.nagents;
+    next.nagents = 0;
+    meshd_config_free(&next);
+    s_log(d, MESHD_LOG_INFO, "reloaded: %zu agents", d->nagents);
+}
+
+/* ------------------------------------------------------------------------ */
+/* stdin commands */
+
+/*  Decodes {"data": BASE64} into a buffer. */
+static uint8_t *s_data(s_daemon_t *d, json_t *obj, size_t *len)
+{
+    const char *b64 = json_string_value(json_object_get(obj, "data"));
+    uint8_t *data = b64 ? mesh_cli_base64_decode(b64, len) : NULL;
+    if (!data || *len == 0) {
+        free(data);
+        s_error_event(d, "\"data\" must be non-empty base64");
+        return NULL;
+    }
+    return data;
 }
 
 static json_t *s_stats_json(const mesh__zre_t *node)
@@ -168,19 +713,6 @@ static json_t *s_stats_json(const mesh__zre_t *node)
 #undef S_STAT
     json_object_set_new(o, "peers", json_integer((json_int_t)mesh__zre_peer_count(node)));
     return o;
-}
-
-/*  Decodes {"data": BASE64} into a buffer. */
-static uint8_t *s_data(s_daemon_t *d, json_t *obj, size_t *len)
-{
-    const char *b64 = json_string_value(json_object_get(obj, "data"));
-    uint8_t *data = b64 ? mesh_cli_base64_decode(b64, len) : NULL;
-    if (!data || *len == 0) {
-        free(data);
-        s_error_event(d, "\"data\" must be non-empty base64");
-        return NULL;
-    }
-    return data;
 }
 
 static void s_command(s_daemon_t *d, const char *line, size_t len)
@@ -238,7 +770,7 @@ static void s_command(s_daemon_t *d, const char *line, size_t len)
     } else if (json_object_get(cmd, "stats")) {
         s_print(s_stats_json(d->node));
     } else if (json_object_get(cmd, "stop")) {
-        ev_break(d->loop, EVBREAK_ALL);
+        s_drain_begin(d, "stop command");
     } else {
         s_error_event(d, "unknown command");
     }
@@ -277,179 +809,161 @@ static void s_on_stdin(struct ev_loop *loop, ev_io *w, int revents)
 static void s_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     s_daemon_t *d = w->data;
-    d->signal_seen = w->signum;
-    ev_break(loop, EVBREAK_ALL);
+    if (w->signum == SIGHUP) {
+        s_log(d, MESHD_LOG_INFO, "SIGHUP: reloading the agents");
+        s_reload(d);
+    } else {
+        s_drain_begin(d, w->signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    }
 }
 
-static void s_usage(FILE *out)
+/* ------------------------------------------------------------------------ */
+/* start */
+
+/*  Creates the peer, its headers and groups, and every agent. Returns an
+    exit code, MESH_EXIT_OK when all is ready to attach. */
+static int s_create(s_daemon_t *d)
 {
-    fprintf(out,
-            "usage: meshd --name NAME [--iface IFACE] [--beacon-port PORT] [--port PORT]\n"
-            "             [--no-beacon] [--seed tcp://HOST:PORT]... [--group G]...\n"
-            "             [--header K=V]... [--beacon-interval MS] [--evasive MS]\n"
-            "             [--expired MS] [--events] [--stdin]\n"
-            "             [--log-level error|warn|info|debug]\n"
-            "Runs a mesh node in the foreground until SIGTERM or SIGINT. See meshd(1).\n");
+    const meshd_config_t *c = &d->cfg;
+    mesh_config_t mc;
+    mesh_config_init(&mc);
+    mc.name = c->name;
+    mc.realm = c->realm;
+    mc.iface = c->iface;
+    mc.beacon_port = (uint16_t)c->beacon_port;
+    mc.beacon_off = !c->beacon;
+    mc.port = (uint16_t)c->port;
+    mc.seeds = (const char *const *)c->seeds;
+    mc.nseeds = c->nseeds;
+    mc.beacon_interval_ms = c->beacon_interval_ms;
+    mc.evasive_ms = c->evasive_ms;
+    mc.expired_ms = c->expired_ms;
+    mc.ping_interval_ms = c->ping_interval_ms;
+    d->peer = mesh_peer_new(&mc);
+    if (!d->peer) {
+        fprintf(stderr, "%s: the peer cannot be created with these settings\n", S_PROG);
+        return MESH_EXIT_USAGE;
+    }
+    d->node = mesh__peer_zre(d->peer);
+    for (size_t i = 0; i < c->nheaders; i++) {
+        if (mesh__zre_set_header(d->node, c->header_keys[i], c->header_values[i]) != 0) {
+            fprintf(stderr, "%s: header '%s': refused\n", S_PROG, c->header_keys[i]);
+            return MESH_EXIT_USAGE;
+        }
+    }
+    for (size_t i = 0; i < c->ngroups; i++) {
+        if (mesh__zre_join(d->node, c->groups[i]) != 0) {
+            fprintf(stderr, "%s: group '%s': refused\n", S_PROG, c->groups[i]);
+            return MESH_EXIT_USAGE;
+        }
+    }
+    mesh__peer_set_observer(d->peer, s_on_event, d);
+    d->builtin = agent_builtin_new(d->peer, d->agents, &d->nagents);
+    if (!d->builtin) {
+        s_log(d, MESHD_LOG_ERROR, "the built-in agent could not be created");
+        return MESH_EXIT_FAILURE;
+    }
+    if (s_agents_create(d, c) != 0) {
+        return MESH_EXIT_USAGE;
+    }
+    return MESH_EXIT_OK;
 }
 
-enum { OPT_NAME = 1000, OPT_GROUP, OPT_HEADER, OPT_EVENTS, OPT_STDIN, OPT_LOG, OPT_HELP };
+static void s_cleanup(s_daemon_t *d)
+{
+    s_agents_destroy(d, false);
+    if (d->loop) {
+        s_retired_destroy(d);
+    }
+    agent_destroy(&d->builtin, false);
+    mesh_peer_destroy(&d->peer);
+    if (d->loop) {
+        ev_io_stop(d->loop, &d->stdin_io);
+        ev_timer_stop(d->loop, &d->drain_timer);
+        ev_timer_stop(d->loop, &d->flush_timer);
+        ev_signal_stop(d->loop, &d->sigterm);
+        ev_signal_stop(d->loop, &d->sigint);
+        ev_signal_stop(d->loop, &d->sighup);
+        ev_loop_destroy(d->loop);
+    }
+    free(d->line);
+    meshd_config_free(&d->cfg);
+}
 
 int main(int argc, char **argv)
 {
-    static const struct option options[] = {
-        MESH_CLI_DISCOVERY_OPTIONS,
-        {"name", required_argument, NULL, OPT_NAME},
-        {"group", required_argument, NULL, OPT_GROUP},
-        {"header", required_argument, NULL, OPT_HEADER},
-        {"events", no_argument, NULL, OPT_EVENTS},
-        {"stdin", no_argument, NULL, OPT_STDIN},
-        {"log-level", required_argument, NULL, OPT_LOG},
-        {"help", no_argument, NULL, OPT_HELP},
-        {NULL, 0, NULL, 0},
-    };
-    mesh_cli_discovery_t disc = {0};
-    s_daemon_t d = {.log_level = S_LOG_INFO};
-    const char *groups[S_MAX_GROUPS];
-    size_t ngroups = 0;
-    char *headers[S_MAX_HEADERS];
-    size_t nheaders = 0;
-    bool use_stdin = false;
-    int opt;
-    opterr = 0;
-    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        int rc = mesh_cli_discovery_opt(&disc, opt, optarg, S_PROG);
+    /* czmq must not install its SIGINT/SIGTERM handlers: libev owns signals */
+    zsys_handler_set(NULL);
+    static s_daemon_t d; /* large (the configuration): not on the stack */
+    d.argc = argc;
+    d.argv = argv;
+    meshd_config_init(&d.cfg);
+    char err[MESHD_ERR_MAX];
+    int rc = s_build(&d, &d.cfg, true, err, sizeof err);
+    if (rc != 0) {
         if (rc < 0) {
-            return MESH_EXIT_USAGE;
+            fprintf(stderr, "%s: %s\n", S_PROG, err);
         }
-        if (rc > 0) {
-            continue;
-        }
-        switch (opt) {
-        case OPT_NAME:
-            if (!*optarg || strlen(optarg) > MESH_ZRE_STRING_MAX) {
-                fprintf(stderr, "%s: --name must be 1 to %d bytes\n", S_PROG,
-                        MESH_ZRE_STRING_MAX);
-                return MESH_EXIT_USAGE;
-            }
-            disc.zre.name = optarg;
-            break;
-        case OPT_GROUP:
-            if (!*optarg || strlen(optarg) > MESH_ZRE_STRING_MAX || ngroups == S_MAX_GROUPS) {
-                fprintf(stderr, "%s: --group '%s': 1 to %d bytes, %d groups at most\n", S_PROG,
-                        optarg, MESH_ZRE_STRING_MAX, S_MAX_GROUPS);
-                return MESH_EXIT_USAGE;
-            }
-            groups[ngroups++] = optarg;
-            break;
-        case OPT_HEADER:
-            if (!strchr(optarg, '=') || optarg[0] == '=' || nheaders == S_MAX_HEADERS ||
-                (size_t)(strchr(optarg, '=') - optarg) > MESH_ZRE_STRING_MAX) {
-                fprintf(stderr, "%s: --header '%s': expected KEY=VALUE (key 1 to %d bytes)\n",
-                        S_PROG, optarg, MESH_ZRE_STRING_MAX);
-                return MESH_EXIT_USAGE;
-            }
-            headers[nheaders++] = optarg;
-            break;
-        case OPT_EVENTS:
-            d.events = true;
-            break;
-        case OPT_STDIN:
-            use_stdin = true;
-            break;
-        case OPT_LOG: {
-            static const char *const levels[] = {"error", "warn", "info", "debug"};
-            int found = -1;
-            for (int i = 0; i < 4; i++) {
-                if (strcmp(optarg, levels[i]) == 0) {
-                    found = i;
-                }
-            }
-            if (found < 0) {
-                fprintf(stderr, "%s: --log-level '%s': expected error, warn, info or debug\n",
-                        S_PROG, optarg);
-                return MESH_EXIT_USAGE;
-            }
-            d.log_level = found;
-            break;
-        }
-        case OPT_HELP:
-            s_usage(stdout);
-            return MESH_EXIT_OK;
-        default:
-            fprintf(stderr, "%s: unknown or incomplete option '%s'\n", S_PROG, argv[optind - 1]);
-            s_usage(stderr);
-            return MESH_EXIT_USAGE;
-        }
+        meshd_config_free(&d.cfg);
+        return rc < 0 ? MESH_EXIT_USAGE : MESH_EXIT_OK;
     }
-    if (optind < argc) {
-        fprintf(stderr, "%s: unexpected argument '%s'\n", S_PROG, argv[optind]);
-        return MESH_EXIT_USAGE;
+    if (d.print_config) {
+        printf("# meshd %s: effective configuration\n", mesh_version());
+        meshd_config_print(&d.cfg, stdout, MESHD_PRINT_ALL);
+        meshd_config_free(&d.cfg);
+        return MESH_EXIT_OK;
     }
-    if (!disc.zre.name) {
-        fprintf(stderr, "%s: --name is required\n", S_PROG);
-        s_usage(stderr);
-        return MESH_EXIT_USAGE;
+    if (d.cfg.syslog) {
+        openlog(S_PROG, LOG_PID, LOG_DAEMON);
     }
-    if (d.log_level >= S_LOG_DEBUG) {
+    if (d.cfg.log_level >= MESHD_LOG_DEBUG) {
         setenv("MESH_DEBUG", "1", 1);
     }
     signal(SIGPIPE, SIG_IGN);
-
-    mesh__zre_t *node = mesh__zre_new(&disc.zre, NULL);
-    if (!node) {
-        fprintf(stderr, "%s: cannot create the node (bad settings?)\n", S_PROG);
-        return MESH_EXIT_USAGE;
+    d.loop = ev_default_loop(EVFLAG_AUTO);
+    if (!d.loop) {
+        fprintf(stderr, "%s: cannot create the event loop\n", S_PROG);
+        meshd_config_free(&d.cfg);
+        return MESH_EXIT_FAILURE;
     }
-    for (size_t i = 0; i < nheaders; i++) {
-        char *eq = strchr(headers[i], '=');
-        *eq = '\0';
-        if (mesh__zre_set_header(node, headers[i], eq + 1) != 0) {
-            fprintf(stderr, "%s: --header '%s': refused\n", S_PROG, headers[i]);
-            mesh__zre_destroy(&node);
-            return MESH_EXIT_USAGE;
+    d.started_ms = mesh_cli_now_ms();
+    ev_init(&d.drain_timer, s_on_drain_timer);
+    ev_init(&d.flush_timer, s_on_flush_timer);
+    ev_init(&d.retire_timer, s_on_retire_timer);
+    d.retire_timer.data = &d;
+    agent_set_log(s_agent_log, &d);
+    rc = s_create(&d);
+    if (rc == MESH_EXIT_OK) {
+        rc = mesh_peer_attach(d.peer, d.loop);
+        if (rc != 0) {
+            s_log(&d, MESHD_LOG_ERROR, "cannot start on interface '%s': %s",
+                  d.cfg.iface ? d.cfg.iface : MESH_DEFAULT_IFACE, mesh_strerror(rc));
+            rc = MESH_EXIT_FAILURE;
         }
     }
-    for (size_t i = 0; i < ngroups; i++) {
-        mesh__zre_join(node, groups[i]);
+    if (rc == MESH_EXIT_OK && d.use_stdin && !(d.line = malloc(S_LINE_MAX))) {
+        rc = MESH_EXIT_FAILURE;
     }
-    if (mesh_cli_add_seeds(&disc, node, S_PROG) != 0) {
-        mesh__zre_destroy(&node);
-        return MESH_EXIT_USAGE;
+    if (rc != MESH_EXIT_OK) {
+        s_cleanup(&d);
+        return rc;
     }
-    d.loop = ev_default_loop(EVFLAG_AUTO);
-    d.node = node;
-    d.started_ms = mesh_cli_now_ms();
-    int rc = mesh__zre_start(node, mesh__reactor_now(d.loop));
-    if (rc != 0) {
-        fprintf(stderr, "%s: cannot start on interface '%s': %s\n", S_PROG,
-                disc.zre.iface ? disc.zre.iface : MESH_DEFAULT_IFACE, mesh_strerror(rc));
-        mesh__zre_destroy(&node);
-        return MESH_EXIT_FAILURE;
-    }
-    mesh__zre_set_handler(node, s_on_event, &d);
-    mesh__reactor_t *reactor = mesh__reactor_new(d.loop, node);
-    if (!reactor) {
-        fprintf(stderr, "%s: out of memory\n", S_PROG);
-        mesh__zre_destroy(&node);
-        return MESH_EXIT_FAILURE;
-    }
-    s_log(&d, S_LOG_INFO, "%s (%s) started at %s, beacons %s", mesh__zre_name(node),
-          mesh__zre_uuid_str(node), mesh__zre_endpoint(node),
-          disc.zre.beacon_off ? "off" : "on");
+    s_log(&d, MESHD_LOG_INFO, "%s (%s) started at %s in realm %s, beacons %s, %zu agents",
+          mesh_peer_name(d.peer), mesh_peer_id(d.peer), mesh_peer_endpoint(d.peer),
+          mesh_peer_realm(d.peer), d.cfg.beacon ? "on" : "off", d.nagents);
     if (d.events) {
-        s_print(json_pack("{s:s, s:s, s:s, s:s}", "ev", "ready", "id", mesh__zre_uuid_str(node),
-                          "name", mesh__zre_name(node), "endpoint", mesh__zre_endpoint(node)));
+        s_print(json_pack("{s:s, s:s, s:s, s:s, s:s}", "ev", "ready", "id", mesh_peer_id(d.peer),
+                          "name", mesh_peer_name(d.peer), "endpoint", mesh_peer_endpoint(d.peer),
+                          "realm", mesh_peer_realm(d.peer)));
     }
     ev_signal_init(&d.sigterm, s_on_signal, SIGTERM);
     ev_signal_init(&d.sigint, s_on_signal, SIGINT);
-    d.sigterm.data = d.sigint.data = &d;
+    ev_signal_init(&d.sighup, s_on_signal, SIGHUP);
+    d.sigterm.data = d.sigint.data = d.sighup.data = &d;
     ev_signal_start(d.loop, &d.sigterm);
     ev_signal_start(d.loop, &d.sigint);
-    if (use_stdin) {
-        d.line = malloc(S_LINE_MAX);
-        if (!d.line) {
-            return MESH_EXIT_FAILURE;
-        }
+    ev_signal_start(d.loop, &d.sighup);
+    if (d.use_stdin) {
         ev_io_init(&d.stdin_io, s_on_stdin, STDIN_FILENO, EV_READ);
         d.stdin_io.data = &d;
         ev_io_start(d.loop, &d.stdin_io);
@@ -457,18 +971,15 @@ int main(int argc, char **argv)
 
     ev_run(d.loop, 0);
 
-    s_log(&d, S_LOG_INFO, "stopping%s", d.signal_seen ? " on signal" : "");
-    mesh__reactor_destroy(&reactor);
-    mesh__zre_set_handler(node, NULL, NULL);
-    mesh__zre_stop(node);
-    mesh__zre_destroy(&node);
+    s_log(&d, MESHD_LOG_INFO, "stopped");
+    mesh__peer_set_observer(d.peer, NULL, NULL);
+    mesh_peer_destroy(&d.peer);
     if (d.events) {
         s_print(json_pack("{s:s}", "ev", "stopped"));
     }
-    ev_io_stop(d.loop, &d.stdin_io);
-    ev_signal_stop(d.loop, &d.sigterm);
-    ev_signal_stop(d.loop, &d.sigint);
-    ev_loop_destroy(d.loop);
-    free(d.line);
+    if (d.cfg.syslog) {
+        closelog();
+    }
+    s_cleanup(&d);
     return MESH_EXIT_OK;
 }

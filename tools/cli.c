@@ -79,8 +79,48 @@ int mesh_cli_discovery_opt(mesh_cli_discovery_t *d, int opt, const char *arg, co
         }
         return 1;
     }
+    case MESH_CLI_OPT_REALM:
+        if (!*arg || strlen(arg) > MESH_CLI_REALM_MAX) {
+            return s_bad(prog, "realm", arg, "expected a realm name of 1 to 250 bytes");
+        }
+        d->realm = arg;
+        return 1;
     default:
         return 0;
+    }
+}
+
+void mesh_cli_peer_config(const mesh_cli_discovery_t *d, mesh_config_t *out)
+{
+    mesh_config_init(out);
+    out->name = d->zre.name;
+    out->realm = d->realm;
+    out->iface = d->zre.iface;
+    out->beacon_port = d->zre.beacon_port;
+    out->beacon_off = d->zre.beacon_off;
+    out->port = d->zre.inbox_port;
+    out->beacon_interval_ms = d->zre.beacon_interval_ms;
+    out->evasive_ms = d->zre.evasive_ms;
+    out->expired_ms = d->zre.expired_ms;
+}
+
+int mesh_cli_exit_code(int status)
+{
+    switch (status) {
+    case 0:
+        return MESH_EXIT_OK;
+    case MESH_ERR_NOPROVIDER:
+        return MESH_EXIT_NOPROVIDER;
+    case MESH_ERR_TIMEOUT:
+        return MESH_EXIT_TIMEOUT;
+    case MESH_ERR_REMOTE:
+        return MESH_EXIT_REMOTE;
+    case MESH_ERR_PEERLOST:
+        return MESH_EXIT_PEERLOST;
+    case MESH_ERR_REJECTED:
+        return MESH_EXIT_REJECTED;
+    default:
+        return MESH_EXIT_FAILURE;
     }
 }
 

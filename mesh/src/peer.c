@@ -2346,3 +2346,8 @@ void mesh__peer_set_observer(mesh_peer_t *self, mesh__zre_event_fn *fn, void *ar
     self->observer = fn;
     self->observer_arg = arg;
 }
+
+uint64_t mesh__peer_open_requests(const mesh_peer_t *self)
+{
+    return self->inflight;
+}

@@ -15,4 +15,7 @@ mesh__zre_t *mesh__peer_zre(mesh_peer_t *self);
     zre.h). NULL removes it. */
 void mesh__peer_set_observer(mesh_peer_t *self, mesh__zre_event_fn *fn, void *arg);
 
+/*  Requests handed to handlers and not finished yet (exact, now). */
+uint64_t mesh__peer_open_requests(const mesh_peer_t *self);
+
 #endif
