@@ -11,6 +11,7 @@
     from the configuration; a bad configuration leaves the running ones. */
 #include "agent_impl.h"
 #include "cli.h"
+#include "jsonpack.h"
 #include "codec.h"
 #include "config.h"
 #include "peer_internal.h"
@@ -176,7 +177,7 @@ static void s_on_event(mesh__zre_t *node, const mesh__zre_event_t *ev, void *arg
         if (s_is_envelope(ev)) {
             break;
         }
-        char *b64 = mesh_cli_base64_encode(ev->data, ev->size);
+        char *b64 = jsonpack_base64_encode(ev->data, ev->size);
         out = s_peer_event(ev->type == MESH_ZRE_EV_WHISPER ? "whisper" : "shout", p);
         if (ev->group) {
             json_object_set_new(out, "group", mesh_cli_json_bytes(ev->group, strlen(ev->group)));
@@ -679,7 +680,7 @@ static void s_reload(s_daemon_t *d)
 static uint8_t *s_data(s_daemon_t *d, json_t *obj, size_t *len)
 {
     const char *b64 = json_string_value(json_object_get(obj, "data"));
-    uint8_t *data = b64 ? mesh_cli_base64_decode(b64, len) : NULL;
+    uint8_t *data = b64 ? jsonpack_base64_decode(b64, len) : NULL;
     if (!data || *len == 0) {
         free(data);
         s_error_event(d, "\"data\" must be non-empty base64");

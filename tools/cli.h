@@ -87,11 +87,6 @@ json_t *mesh_cli_json_bytes(const void *data, size_t len);
 /*  {"id","name","endpoint","groups":[..],"headers":{..}} (new reference). */
 json_t *mesh_cli_peer_json(const mesh__zre_peer_t *peer);
 
-/*  Base64 (RFC 4648, padded). Encode returns a fresh string; decode returns
-    a fresh buffer and its length, or NULL on bad input. */
-char *mesh_cli_base64_encode(const void *data, size_t len);
-uint8_t *mesh_cli_base64_decode(const char *text, size_t *len);
-
 /*  Monotonic milliseconds. */
 int64_t mesh_cli_now_ms(void);
 

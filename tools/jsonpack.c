@@ -79,9 +79,11 @@ static bool s_utf8_ok(const uint8_t *s, size_t n)
     return true;
 }
 
-static char *s_base64(const uint8_t *p, size_t len)
+static const char s_b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+char *jsonpack_base64_encode(const void *data, size_t len)
 {
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const uint8_t *p = data;
     char *out = malloc((len + 2) / 3 * 4 + 1);
     if (!out) {
         return NULL;
@@ -95,12 +97,51 @@ static char *s_base64(const uint8_t *p, size_t len)
         if (i + 2 < len) {
             v |= p[i + 2];
         }
-        out[o++] = b64[(v >> 18) & 63];
-        out[o++] = b64[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? b64[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? b64[v & 63] : '=';
+        out[o++] = s_b64[(v >> 18) & 63];
+        out[o++] = s_b64[(v >> 12) & 63];
+        out[o++] = i + 1 < len ? s_b64[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < len ? s_b64[v & 63] : '=';
     }
     out[o] = '\0';
+    return out;
+}
+
+uint8_t *jsonpack_base64_decode(const char *text, size_t *len)
+{
+    size_t n = strlen(text);
+    if (n % 4 != 0) {
+        return NULL;
+    }
+    uint8_t *out = malloc(n / 4 * 3 + 1);
+    if (!out) {
+        return NULL;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < n; i += 4) {
+        uint32_t v = 0;
+        int pad = 0;
+        for (int k = 0; k < 4; k++) {
+            char c = text[i + k];
+            const char *at = c ? strchr(s_b64, c) : NULL;
+            if (c == '=' && i + 4 == n && k >= 2) {
+                pad++;
+                v <<= 6;
+            } else if (at && !pad) {
+                v = v << 6 | (uint32_t)(at - s_b64);
+            } else {
+                free(out);
+                return NULL;
+            }
+        }
+        out[o++] = (uint8_t)(v >> 16);
+        if (pad < 2) {
+            out[o++] = (uint8_t)(v >> 8);
+        }
+        if (pad < 1) {
+            out[o++] = (uint8_t)v;
+        }
+    }
+    *len = o;
     return out;
 }
 
@@ -175,7 +216,7 @@ static json_t *s_read_bin(s_reader_t *r, uint64_t n)
     if (!s_read_bytes(r, n, &p)) {
         return NULL;
     }
-    char *text = s_base64(p, (size_t)n);
+    char *text = jsonpack_base64_encode(p, (size_t)n);
     json_t *obj = json_object();
     json_t *str = text ? json_string_nocheck(text) : NULL;
     free(text);

@@ -23,4 +23,10 @@ int jsonpack_from_json(const json_t *value, uint8_t **out, size_t *len, char *er
 /*  Returns a new JSON reference, or NULL with a message in err. */
 json_t *jsonpack_to_json(const uint8_t *buf, size_t len, char *err, size_t errlen);
 
+/*  Base64 (RFC 4648, padded), shared by jsonpack's {"$bin": ...} and the
+    CLIs. Encode returns a fresh string; decode returns a fresh buffer and
+    its length, or NULL on bad input. */
+char *jsonpack_base64_encode(const void *data, size_t len);
+uint8_t *jsonpack_base64_decode(const char *text, size_t *len);
+
 #endif

@@ -12,6 +12,7 @@
 #include "codec.h"
 #include "jsonpack.h"
 #include "peer_internal.h"
+#include "ring.h"
 #include "zre.h"
 
 #include <mesh/mesh.h>
@@ -38,6 +39,7 @@
 #define S_FLUSH_MS          25  /* cast, pub: let the messages out before the leaving beacon */
 #define S_WATCH_INTERVAL_MS 1000
 #define S_PING_PATH         "/sys/ping"
+#define S_RING_REPLICAS     2 /* ring KEY: the owner and one replica */
 #define S_TAGS_MAX          MESH_CODEC_TAGS_MAX
 #define S_STDIN_MAX         ((size_t)MESH_DEFAULT_MAX_MSG_SIZE)        /* bytes read from stdin */
 #define S_PAYLOAD_MAX       ((size_t)MESH_DEFAULT_MAX_MSG_SIZE - 4096) /* room for the envelope */
@@ -56,6 +58,7 @@ typedef enum {
     CMD_SUB,
     CMD_WATCH,
     CMD_PING,
+    CMD_RING,
     CMD_COUNT
 } s_cmd_t;
 
@@ -76,6 +79,7 @@ static const struct {
     [CMD_SUB]      = {"sub", 1, 1},
     [CMD_WATCH]    = {"watch", 0, 0},
     [CMD_PING]     = {"ping", 1, 1},
+    [CMD_RING]     = {"ring", 0, 1},
     /* clang-format on */
 };
 
@@ -96,6 +100,7 @@ enum {
     OPT_INTERVAL,
     OPT_PRETTY,
     OPT_FROM,
+    OPT_REPLICAS,
 };
 
 /*  Each command's own options: which commands take it. */
@@ -104,7 +109,7 @@ static const struct {
     unsigned cmds;
 } s_options[] = {
     {{"json", no_argument, NULL, OPT_JSON},
-     S_M(CMD_PEERS) | S_M(CMD_SERVICES) | S_M(CMD_FANOUT) | S_M(CMD_PING)},
+     S_M(CMD_PEERS) | S_M(CMD_SERVICES) | S_M(CMD_FANOUT) | S_M(CMD_PING) | S_M(CMD_RING)},
     {{"wait", required_argument, NULL, OPT_WAIT}, S_ALL & ~S_M(CMD_SUB)},
     {{"help", no_argument, NULL, OPT_HELP}, S_ALL},
     {{"selector", required_argument, NULL, OPT_SELECTOR}, S_M(CMD_CALL) | S_M(CMD_CAST)},
@@ -123,6 +128,7 @@ static const struct {
     {{"interval", required_argument, NULL, OPT_INTERVAL}, S_M(CMD_WATCH) | S_M(CMD_PING)},
     {{"pretty", no_argument, NULL, OPT_PRETTY}, S_M(CMD_CALL) | S_M(CMD_FANOUT) | S_M(CMD_PING)},
     {{"from", no_argument, NULL, OPT_FROM}, S_M(CMD_CALL)},
+    {{"replicas", required_argument, NULL, OPT_REPLICAS}, S_M(CMD_RING)},
 };
 
 #define S_NOPTIONS (sizeof s_options / sizeof s_options[0])
@@ -131,11 +137,11 @@ typedef struct {
     s_cmd_t cmd;
     mesh_cli_discovery_t disc;
     bool json, raw, all, prefix, idempotent, pretty, from;
-    long wait_ms, timeout_ms, count, interval_ms;
+    long wait_ms, timeout_ms, count, interval_ms, replicas;
     const char *selector, *key, *peer;
     const char *tags[S_TAGS_MAX];
     size_t ntags;
-    const char *target;  /* PATH, TOPIC, PATTERN or PEER */
+    const char *target;  /* PATH, TOPIC, PATTERN, PEER or KEY */
     const char *payload; /* JSON text, "-" (stdin), or NULL */
 } s_opts_t;
 
@@ -153,6 +159,7 @@ static void s_usage(FILE *out)
             "  sub PATTERN             print what is published, as JSON lines, until Ctrl-C\n"
             "  watch                   a live view of peers, load and services (q quits)\n"
             "  ping PEER               round trip of /sys/ping on one peer (name or id)\n"
+            "  ring [KEY]              the ring: members, shares, digest; KEY: its owners\n"
             "discovery options (all commands):\n"
             "  --realm NAME  --iface IFACE  --beacon-port PORT  --port PORT  --no-beacon\n"
             "  --seed tcp://HOST:PORT (repeatable)  --beacon-interval MS  --evasive MS  "
@@ -163,12 +170,13 @@ static void s_usage(FILE *out)
             "  --tag K=V (repeatable)  --timeout MS  --idempotent  --all (cast)  --raw\n"
             "  --from (call: print \"PEER: \" before the reply)  --count N (call: N calls)\n"
             "other options:\n"
-            "  --json (peers, services, fanout, ping)  --pretty  --prefix (sub)\n"
+            "  --json (peers, services, fanout, ping, ring)  --pretty  --prefix (sub)\n"
             "  --count N (sub, watch, ping)  --interval MS (watch, ping)\n"
+            "  --replicas N (ring KEY: the owner and N-1 replicas; default %d)\n"
             "'-' reads the payload from standard input. Exit status: 0 ok, 1 failure, 2 usage\n"
             "or bad input, 3 no providers, 4 timeout, 5 remote error, 6 peer lost, 7 rejected.\n"
             "See meshctl(1).\n",
-            S_DEFAULT_WAIT_MS);
+            S_DEFAULT_WAIT_MS, S_RING_REPLICAS);
 }
 
 static bool s_path_ok(const char *path, bool slash)
@@ -269,6 +277,11 @@ static int s_own_option(s_opts_t *o, int opt, const char *arg)
     case OPT_FROM:
         o->from = true;
         return 0;
+    case OPT_REPLICAS:
+        if (mesh_cli_parse_long(arg, 1, MESH_RING_MEMBERS_MAX, &o->replicas) != 0) {
+            return s_bad_value("replicas", arg, "expected a number, 1 to 65536");
+        }
+        return 0;
     default:
         return MESH_EXIT_USAGE;
     }
@@ -316,6 +329,14 @@ static int s_check_options(s_opts_t *o, int nargs, char **args)
     }
     if (o->all && (o->selector || o->peer)) {
         fprintf(stderr, "%s %s: --all goes with neither --selector nor --peer\n", S_PROG, cmd);
+        return MESH_EXIT_USAGE;
+    }
+    if (o->cmd == CMD_RING && o->replicas && !o->target) {
+        fprintf(stderr, "%s %s: --replicas goes with a KEY\n", S_PROG, cmd);
+        return MESH_EXIT_USAGE;
+    }
+    if (o->cmd == CMD_RING && o->target && strlen(o->target) > MESH_CODEC_KEY_MAX) {
+        fprintf(stderr, "%s %s: the key is longer than 1024 bytes\n", S_PROG, cmd);
         return MESH_EXIT_USAGE;
     }
     return 0;
@@ -499,7 +520,7 @@ static json_t *s_payload_json(const s_opts_t *o, const void *data, size_t size, 
     if (raw_fallback) {
         *raw_fallback = true;
     }
-    char *b64 = mesh_cli_base64_encode(data, size);
+    char *b64 = jsonpack_base64_encode(data, size);
     v = json_pack("{s:s}", "$raw", b64 ? b64 : "");
     free(b64);
     return v;
@@ -804,7 +825,9 @@ static void s_scan_route(const mesh_route_info_t *r, void *arg)
 /*  Re-reads the routing table; notes when it changed. */
 static void s_scan(s_ctl_t *c, int64_t now)
 {
-    const char *path = c->o->cmd == CMD_PING ? S_PING_PATH : c->o->target;
+    const char *path = c->o->cmd == CMD_PING   ? S_PING_PATH
+                       : c->o->cmd == CMD_RING ? NULL
+                                               : c->o->target;
     s_scan_t s = {.h = 0xcbf29ce484222325ull, .path = path};
     size_t members = mesh_peer_routes(c->peer, s_scan_route, &s);
     size_t zre_peers = mesh__zre_peer_count(c->zre);
@@ -903,6 +926,201 @@ static int s_services_print(s_ctl_t *c)
     fflush(stdout);
     s_rows_free(&rows);
     return MESH_EXIT_OK;
+}
+
+/* --- ring ------------------------------------------------------------------ */
+
+typedef struct {
+    char id[33];
+    char *name;
+    unsigned vnodes;
+    double share;
+    uint64_t digest; /* 0: no STATUS heard yet */
+    bool agrees;
+} s_ring_row_t;
+
+typedef struct {
+    s_ring_row_t *v;
+    size_t n, cap;
+    size_t unheard, disagree;
+    bool failed;
+} s_ring_rows_t;
+
+static void s_ring_row_add(const mesh_ring_member_t *m, void *arg)
+{
+    s_ring_rows_t *rows = arg;
+    rows->unheard += !m->is_self && m->digest == 0;
+    rows->disagree += !m->is_self && m->digest != 0 && !m->agrees;
+    if (rows->failed) {
+        return;
+    }
+    if (rows->n == rows->cap) {
+        size_t cap = rows->cap ? rows->cap * 2 : 16;
+        s_ring_row_t *v = realloc(rows->v, cap * sizeof *v);
+        if (!v) {
+            rows->failed = true;
+            return;
+        }
+        rows->v = v;
+        rows->cap = cap;
+    }
+    s_ring_row_t *row = &rows->v[rows->n++];
+    snprintf(row->id, sizeof row->id, "%s", m->id);
+    row->name = s_strdup0(m->name);
+    row->vnodes = m->vnodes;
+    row->share = m->share;
+    row->digest = m->digest;
+    row->agrees = m->agrees;
+    rows->failed = !row->name;
+}
+
+static void s_ring_rows_free(s_ring_rows_t *rows)
+{
+    for (size_t i = 0; i < rows->n; i++) {
+        free(rows->v[i].name);
+    }
+    free(rows->v);
+    memset(rows, 0, sizeof *rows);
+}
+
+/*  Members of the ring that have not announced a digest yet. */
+static void s_ring_count_unheard(const mesh_ring_member_t *m, void *arg)
+{
+    *(size_t *)arg += !m->is_self && m->digest == 0;
+}
+
+static size_t s_ring_unheard(s_ctl_t *c)
+{
+    size_t n = 0;
+    mesh_peer_ring_members(c->peer, s_ring_count_unheard, &n);
+    return n;
+}
+
+typedef struct {
+    char id[33];
+    char *name;
+} s_owner_t;
+
+typedef struct {
+    s_owner_t *v;
+    size_t n, cap;
+    bool failed;
+} s_owners_t;
+
+static void s_owner_add(const char *id, const char *name, size_t rank, void *arg)
+{
+    s_owners_t *o = arg;
+    if (o->failed || rank != o->n || o->n == o->cap) {
+        o->failed = true;
+        return;
+    }
+    snprintf(o->v[o->n].id, sizeof o->v[o->n].id, "%s", id);
+    o->failed = !(o->v[o->n++].name = s_strdup0(name));
+}
+
+static const char *s_agrees_text(const s_ring_row_t *r)
+{
+    return r->digest == 0 ? "?" : r->agrees ? "yes" : "no";
+}
+
+static json_t *s_ring_json(const s_ring_rows_t *rows, uint64_t digest, const char *key,
+                           const s_owners_t *owners)
+{
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llX", (unsigned long long)digest);
+    json_t *members = json_array();
+    for (size_t i = 0; i < rows->n; i++) {
+        const s_ring_row_t *r = &rows->v[i];
+        char d[17];
+        snprintf(d, sizeof d, "%016llX", (unsigned long long)r->digest);
+        json_array_append_new(members,
+                              json_pack("{s:s, s:o, s:i, s:f, s:o, s:o}", "id", r->id, "name",
+                                        mesh_cli_json_bytes(r->name, strlen(r->name)), "vnodes",
+                                        (int)r->vnodes, "share", r->share, "digest",
+                                        r->digest ? json_string(d) : json_null(), "agrees",
+                                        r->digest ? json_boolean(r->agrees) : json_null()));
+    }
+    json_t *doc =
+        json_pack("{s:s, s:i, s:o}", "digest", hex, "vnodes", MESH_RING_VNODES, "members", members);
+    if (key) {
+        json_t *list = json_array();
+        for (size_t i = 0; i < owners->n; i++) {
+            const s_owner_t *o = &owners->v[i];
+            json_array_append_new(list, json_pack("{s:i, s:s, s:s, s:o}", "rank", (int)i, "role",
+                                                  i ? "replica" : "owner", "id", o->id, "name",
+                                                  mesh_cli_json_bytes(o->name, strlen(o->name))));
+        }
+        json_object_set_new(doc, "key", mesh_cli_json_bytes(key, strlen(key)));
+        json_object_set_new(doc, "owners", list);
+    }
+    return doc;
+}
+
+/*  Prints the ring (and the key's owners). Returns the exit code. */
+static int s_ring_print(s_ctl_t *c)
+{
+    const s_opts_t *o = c->o;
+    s_ring_rows_t rows = {0};
+    mesh_peer_ring_members(c->peer, s_ring_row_add, &rows);
+    uint64_t digest = mesh_peer_ring_digest(c->peer);
+    s_owners_t owners = {0};
+    int code = MESH_EXIT_OK;
+    if (!rows.failed && o->target) {
+        size_t want = o->replicas ? (size_t)o->replicas : S_RING_REPLICAS;
+        owners.cap = want < rows.n ? want : rows.n;
+        owners.v = calloc(owners.cap ? owners.cap : 1, sizeof *owners.v);
+        owners.failed = !owners.v;
+        int rc = owners.failed ? MESH_ERR_NOMEM
+                               : mesh_peer_ring_owners(c->peer, o->target, strlen(o->target), want,
+                                                       s_owner_add, &owners);
+        if (rc == MESH_ERR_NOTFOUND) {
+            fprintf(stderr, "%s: ring: no members: nobody owns '%s'\n", S_PROG, o->target);
+            code = MESH_EXIT_NOPROVIDER;
+        } else if (rc != 0) {
+            owners.failed = true;
+        }
+    }
+    if (rows.failed || owners.failed) {
+        fprintf(stderr, "%s: out of memory\n", S_PROG);
+        code = MESH_EXIT_FAILURE;
+    } else if (o->json && code == MESH_EXIT_OK) {
+        json_t *doc = s_ring_json(&rows, digest, o->target, &owners);
+        char *text = doc ? json_dumps(doc, JSON_INDENT(2)) : NULL;
+        puts(text ? text : "{}");
+        free(text);
+        json_decref(doc);
+    } else if (code == MESH_EXIT_OK && o->target) {
+        printf("%-8s  %-32s  %s\n", "ROLE", "ID", "NAME");
+        for (size_t i = 0; i < owners.n; i++) {
+            printf("%-8s  %-32s  %s\n", i ? "replica" : "owner", owners.v[i].id, owners.v[i].name);
+        }
+        printf("digest %016llX, %zu members\n", (unsigned long long)digest, rows.n);
+    } else if (code == MESH_EXIT_OK) {
+        printf("%-32s  %-16s  %6s  %7s  %s\n", "ID", "NAME", "VNODES", "SHARE", "AGREES");
+        for (size_t i = 0; i < rows.n; i++) {
+            const s_ring_row_t *r = &rows.v[i];
+            printf("%-32s  %-16s  %6u  %6.2f%%  %s\n", r->id, r->name, r->vnodes, r->share * 100.0,
+                   s_agrees_text(r));
+        }
+        printf("digest %016llX, %zu members\n", (unsigned long long)digest, rows.n);
+    }
+    fflush(stdout);
+    if (code == MESH_EXIT_OK && rows.disagree) {
+        fprintf(stderr,
+                "%s: ring: %zu of %zu members announce another digest: their view of the "
+                "membership differs from this one\n",
+                S_PROG, rows.disagree, rows.n);
+    }
+    if (code == MESH_EXIT_OK && rows.unheard) {
+        fprintf(stderr, "%s: ring: %zu of %zu members have not announced a digest yet\n", S_PROG,
+                rows.unheard, rows.n);
+    }
+    for (size_t i = 0; i < owners.n; i++) {
+        free(owners.v[i].name);
+    }
+    free(owners.v);
+    s_ring_rows_free(&rows);
+    return code;
 }
 
 /* --- call and ping ------------------------------------------------------- */
@@ -1319,6 +1537,13 @@ static bool s_try_act(s_ctl_t *c, int64_t now, bool expired)
             return true;
         }
         return false;
+    case CMD_RING:
+        /* the table has settled, and every member has said which ring it sees */
+        if (expired || (settled && s_ring_unheard(c) == 0)) {
+            s_finish(c, s_ring_print(c));
+            return true;
+        }
+        return false;
     case CMD_CALL:
     case CMD_PING:
     case CMD_CAST:
@@ -1492,7 +1717,12 @@ static int s_run(s_opts_t *o)
         return MESH_EXIT_FAILURE;
     }
     c.zre = mesh__peer_zre(c.peer);
-    mesh__zre_set_header(c.zre, "X-MESH-ROLE", "ctl");
+    if (mesh__peer_set_ctl(c.peer) != 0) { /* X-MESH-ROLE=ctl: never on the ring */
+        fprintf(stderr, "%s: cannot create a peer\n", S_PROG);
+        mesh_peer_destroy(&c.peer);
+        free(c.payload);
+        return MESH_EXIT_FAILURE;
+    }
     if (mesh_cli_add_seeds(&o->disc, c.zre, S_PROG) != 0) {
         mesh_peer_destroy(&c.peer);
         free(c.payload);

@@ -13,6 +13,8 @@
     - every topic entry in by_topic has n >= 1 members, each at most once. */
 #include "routing.h"
 
+#include <xxhash.h>
+
 #include <mesh/defaults.h>
 #include <mesh/error.h>
 
@@ -25,8 +27,6 @@
 #define S_VEC_MIN_CAP 4
 #define S_NO_SLOT     SIZE_MAX
 #define S_NO_ROUTE    UINT32_MAX
-#define S_FNV_OFFSET  0xcbf29ce484222325ULL
-#define S_FNV_PRIME   0x100000001b3ULL
 
 typedef struct s_path s_path_t;
 typedef struct s_topic s_topic_t;
@@ -137,24 +137,14 @@ struct mesh__routing {
 /* ------------------------------------------------------------------------ */
 /* hashing and small containers */
 
-static uint64_t s_mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
 static uint64_t s_hash_bytes(const void *data, size_t len)
 {
-    const uint8_t *p = data;
-    uint64_t h = S_FNV_OFFSET;
-    for (size_t i = 0; i < len; i++) {
-        h = (h ^ p[i]) * S_FNV_PRIME;
-    }
-    return s_mix64(h);
+    return XXH3_64bits(data, len);
+}
+
+uint64_t mesh__routing_hash(const void *data, size_t len)
+{
+    return XXH3_64bits(data, len);
 }
 
 static bool s_member_eq(const void *val, const void *key, size_t len)

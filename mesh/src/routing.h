@@ -28,6 +28,9 @@ typedef struct {
 } mesh__route_t;
 
 mesh__routing_t *mesh__routing_new(int ping_timeout_ms, uint64_t rng_seed);
+
+/*  The table's hash (XXH3, 64 bits): paths, topics, UUIDs, selector keys. */
+uint64_t mesh__routing_hash(const void *data, size_t len);
 void mesh__routing_destroy(mesh__routing_t **self_p);
 
 /*  Members. add returns the existing member if the UUID is known. */

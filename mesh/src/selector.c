@@ -27,8 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_FNV_OFFSET    0xcbf29ce484222325ULL
-#define S_FNV_PRIME     0x100000001b3ULL
 #define S_GOLDEN        0x9e3779b97f4a7c15ULL
 #define S_RING_BITS_MAX 26 /* ring buckets: at most 2^26 (256 MiB of table) */
 
@@ -110,12 +108,7 @@ static uint64_t s_mix64(uint64_t x)
 
 static uint64_t s_hash(const void *data, size_t len)
 {
-    const uint8_t *p = data;
-    uint64_t h = S_FNV_OFFSET;
-    for (size_t i = 0; i < len; i++) {
-        h = (h ^ p[i]) * S_FNV_PRIME;
-    }
-    return s_mix64(h);
+    return mesh__routing_hash(data, len);
 }
 
 /*  One route drawn uniformly among those of positions [lo, hi) of `order`

@@ -24,6 +24,7 @@
     counts; s_unplace / s_place take a task out of and put it back into the
     heaps and queues its state calls for. */
 #include "tasks.h"
+#include "zre.h"
 
 #include <mesh/error.h>
 
@@ -224,39 +225,11 @@ void mesh__task_id_to_hex(const uint8_t *id, char *out)
     out[MESH_TASKS_ID_HEX] = '\0';
 }
 
-static int s_hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 int mesh__task_id_from_hex(const char *hex, uint8_t *id)
 {
-    if (!hex) {
-        return MESH_ERR_INVAL;
-    }
-    uint8_t tmp[MESH_TASKS_ID_SIZE];
-    for (size_t i = 0; i < MESH_TASKS_ID_SIZE; i++) {
-        int hi = s_hexval(hex[2 * i]);
-        int lo = hi < 0 ? -1 : s_hexval(hex[2 * i + 1]);
-        if (lo < 0) {
-            return MESH_ERR_INVAL;
-        }
-        tmp[i] = (uint8_t)(hi << 4 | lo);
-    }
-    if (hex[MESH_TASKS_ID_HEX] != '\0') {
-        return MESH_ERR_INVAL;
-    }
-    memcpy(id, tmp, sizeof tmp);
-    return 0;
+    /* a task id has a UUID's size: one parser for both (any case) */
+    _Static_assert(MESH_TASKS_ID_SIZE == MESH_ZRE_UUID_SIZE, "task ids are UUID-sized");
+    return mesh__uuid_from_hex(hex, id);
 }
 
 int64_t mesh__tasks_backoff(const uint8_t *id, uint32_t failures, int64_t base_ms, int64_t max_ms,

@@ -12,6 +12,8 @@
     callbacks write lives in globals, never on a test's stack. */
 #include <criterion/criterion.h>
 
+#include "testutil.h"
+
 #include <mesh/mesh.h>
 
 #include "agent_impl.h"
@@ -65,17 +67,6 @@ static int64_t s_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static uint16_t s_free_udp_port(void)
-{
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    socklen_t len = sizeof sa;
-    getsockname(fd, (struct sockaddr *)&sa, &len);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
 
 static void s_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -295,7 +286,7 @@ static void s_init(void)
     cr_assert_not_null(g_loop);
     ev_timer_init(&g_tick, s_on_tick, 0.005, 0.005);
     ev_timer_start(g_loop, &g_tick);
-    g_port = s_free_udp_port();
+    g_port = test_free_udp_port();
     snprintf(g_realm, sizeof g_realm, "exec-%d-%u-%u", (int)getpid(), counter++, g_port);
     g_prov = s_peer("prov");
     g_caller = s_peer("caller");

@@ -2,6 +2,8 @@
     thread only through the command queue. */
 #include <criterion/criterion.h>
 
+#include "testutil.h"
+
 #include "loopthread.h"
 #include "reactor.h"
 #include "zre.h"
@@ -26,17 +28,6 @@ typedef struct {
     size_t peers;
 } side_t;
 
-static uint16_t s_free_udp_port(void)
-{
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    socklen_t len = sizeof sa;
-    getsockname(fd, (struct sockaddr *)&sa, &len);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
 
 static void s_on_event(mesh__zre_t *node, const mesh__zre_event_t *ev, void *arg)
 {
@@ -85,7 +76,7 @@ static void s_sleep_ms(int ms)
 
 Test(loopthread, nodes_on_their_own_threads, .timeout = 30)
 {
-    uint16_t port = s_free_udp_port();
+    uint16_t port = test_free_udp_port();
     side_t sides[2];
     memset(sides, 0, sizeof sides);
     const char *names[] = {"ta", "tb"};

@@ -6,6 +6,8 @@
     to check the protocol rules (sequence gaps, resets, ids 8-10, garbage). */
 #include <criterion/criterion.h>
 
+#include "testutil.h"
+
 #include "beacon.h"
 #include "udp.h"
 #include "zre.h"
@@ -72,17 +74,6 @@ static int s_count(const box_t *b, mesh__zre_event_type_t type, const char *name
     return n;
 }
 
-static uint16_t s_free_udp_port(void)
-{
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    socklen_t len = sizeof sa;
-    getsockname(fd, (struct sockaddr *)&sa, &len);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
 
 static int64_t g_now; /* the fake clock, ms */
 
@@ -153,7 +144,7 @@ TestSuite(zre, .init = s_init, .timeout = 60);
 
 Test(zre, three_nodes_discover_each_other_on_loopback)
 {
-    uint16_t port = s_free_udp_port();
+    uint16_t port = test_free_udp_port();
     box_t a, b, c;
     box_t *all[] = {&a, &b, &c};
     s_node(&a, "a", port, false);
@@ -195,7 +186,7 @@ static bool s_a_saw_leave(box_t **boxes, int n)
 
 Test(zre, whisper_shout_join_leave)
 {
-    uint16_t port = s_free_udp_port();
+    uint16_t port = test_free_udp_port();
     box_t a, b, c;
     box_t *all[] = {&a, &b, &c};
     s_node(&a, "a", port, false);
@@ -253,7 +244,7 @@ static bool s_a_lost_b(box_t **boxes, int n)
 
 Test(zre, leaving_beacon_removes_a_mesh_peer_after_the_grace)
 {
-    uint16_t port = s_free_udp_port();
+    uint16_t port = test_free_udp_port();
     box_t a, b;
     box_t *all[] = {&a, &b};
     s_node(&a, "a", port, false);
@@ -284,7 +275,7 @@ Test(zre, leaving_beacon_removes_a_mesh_peer_after_the_grace)
 
 Test(zre, stop_is_seen_as_left_without_beacons)
 {
-    uint16_t port = s_free_udp_port();
+    uint16_t port = test_free_udp_port();
     box_t a, b;
     box_t *all[] = {&a, &b};
     s_node(&a, "a", port, true);
@@ -305,7 +296,7 @@ Test(zre, stop_is_seen_as_left_without_beacons)
 
 Test(zre, silent_peer_goes_evasive_then_expires)
 {
-    uint16_t port = s_free_udp_port();
+    uint16_t port = test_free_udp_port();
     box_t a, b;
     box_t *all[] = {&a, &b};
     s_node(&a, "a", port, false);
@@ -332,7 +323,7 @@ static bool s_a_back(box_t **boxes, int n)
 
 Test(zre, evasive_peer_answers_ping_and_comes_back)
 {
-    uint16_t port = s_free_udp_port();
+    uint16_t port = test_free_udp_port();
     box_t a, b;
     box_t *all[] = {&a, &b};
     s_node(&a, "a", port, false);
@@ -354,7 +345,7 @@ Test(zre, evasive_peer_answers_ping_and_comes_back)
 
 Test(zre, seeds_chain_becomes_fully_connected)
 {
-    uint16_t port = s_free_udp_port();
+    uint16_t port = test_free_udp_port();
     box_t a, b, c;
     box_t *all[] = {&a, &b, &c};
     s_node(&a, "a", port, true);
@@ -381,7 +372,7 @@ Test(zre, seeds_chain_becomes_fully_connected)
 
 Test(zre, seeds_and_beacons_together_do_not_fight)
 {
-    uint16_t port = s_free_udp_port();
+    uint16_t port = test_free_udp_port();
     box_t a, b;
     box_t *all[] = {&a, &b};
     s_node(&a, "a", port, false);
@@ -472,7 +463,7 @@ Test(zre, sequence_gap_removes_the_peer)
 {
     box_t a;
     box_t *all[] = {&a};
-    s_node(&a, "a", s_free_udp_port(), true);
+    s_node(&a, "a", test_free_udp_port(), true);
     cr_assert_eq(mesh__zre_start(a.node, g_now), 0);
     fake_t f;
     s_fake_open(&f, a.node, 0x42);
@@ -504,7 +495,7 @@ Test(zre, hello_from_a_ready_peer_resets_it)
 {
     box_t a;
     box_t *all[] = {&a};
-    s_node(&a, "a", s_free_udp_port(), true);
+    s_node(&a, "a", test_free_udp_port(), true);
     cr_assert_eq(mesh__zre_start(a.node, g_now), 0);
     fake_t f;
     s_fake_open(&f, a.node, 0x43);
@@ -531,7 +522,7 @@ Test(zre, garbage_is_dropped_and_counted)
 {
     box_t a;
     box_t *all[] = {&a};
-    s_node(&a, "a", s_free_udp_port(), true);
+    s_node(&a, "a", test_free_udp_port(), true);
     cr_assert_eq(mesh__zre_start(a.node, g_now), 0);
     fake_t f;
     s_fake_open(&f, a.node, 0x44);
@@ -564,7 +555,7 @@ Test(zre, sequence_wrap_of_zyre_js_is_accepted, .timeout = 120)
 {
     box_t a;
     box_t *all[] = {&a};
-    s_node(&a, "a", s_free_udp_port(), true);
+    s_node(&a, "a", test_free_udp_port(), true);
     cr_assert_eq(mesh__zre_start(a.node, g_now), 0);
     fake_t f;
     s_fake_open(&f, a.node, 0x45);
@@ -589,17 +580,6 @@ Test(zre, sequence_wrap_of_zyre_js_is_accepted, .timeout = 120)
     mesh__zre_destroy(&a.node);
 }
 
-static uint16_t s_free_tcp_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    socklen_t len = sizeof sa;
-    getsockname(fd, (struct sockaddr *)&sa, &len);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
 
 static bool s_seed_knows_group(box_t **boxes, int n)
 {
@@ -611,7 +591,7 @@ Test(zre, a_late_seed_learns_groups_joined_while_it_was_down)
 {
     box_t s, y;
     box_t *all[] = {&s, &y};
-    mesh__zre_config_t c = {.name = "s", .beacon_off = true, .inbox_port = s_free_tcp_port()};
+    mesh__zre_config_t c = {.name = "s", .beacon_off = true, .inbox_port = test_free_tcp_port()};
     s.node = mesh__zre_new(&c, NULL);
     s.n = 0;
     mesh__zre_set_handler(s.node, s_record, &s);
@@ -638,7 +618,7 @@ static bool s_fake_gone(box_t **boxes, int n)
 
 Test(zre, leaving_beacon_removes_a_plain_peer_at_once)
 {
-    uint16_t port = s_free_udp_port();
+    uint16_t port = test_free_udp_port();
     box_t a;
     box_t *all[] = {&a};
     s_node(&a, "a", port, false);
