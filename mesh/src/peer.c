@@ -9,7 +9,15 @@
     services when they change, and shout our status every ping interval.
     Requests and replies are whispered; a request to ourselves goes through
     a local queue so that no callback ever runs inside the call that asked
-    for it. */
+    for it.
+
+    The ring (ring.h) is kept over the members of the routing table, self
+    included, minus control peers (HELLO X-MESH-ROLE=ctl): membership, not
+    liveness, so that peers with the same members compute the same ring. A
+    counter bumped on every member added or removed tells when to rebuild
+    it, at its next use. Its digest goes out in every STATUS; the digests
+    members announce are kept per member (by UUID, in a sorted array) and
+    compared with ours. */
 #include <mesh/mesh.h>
 #include <mesh/peer.h>
 
@@ -17,6 +25,7 @@
 #include "peer_internal.h"
 #include "loopthread.h"
 #include "reactor.h"
+#include "ring.h"
 #include "routing.h"
 #include "zre.h"
 
@@ -130,6 +139,14 @@ typedef struct {
     size_t count;
 } s_batch_t;
 
+/*  What the ring needs to know of another member. */
+typedef struct {
+    uint8_t uuid[MESH_ZRE_UUID_SIZE];
+    bool ctl;        /* its HELLO said X-MESH-ROLE=ctl: not on the ring */
+    uint64_t digest; /* the ring digest of its last STATUS; 0: none yet */
+    unsigned streak; /* STATUS in a row whose digest differed from ours */
+} s_rinfo_t;
+
 typedef struct s_local {
     uint8_t *bytes;
     size_t len;
@@ -194,6 +211,13 @@ struct mesh_peer {
     bool check_active;            /* a new predicate to ask on the next loop turn */
     mesh__zre_event_fn *observer; /* meshd's view of the ZRE layer */
     void *observer_arg;
+    /* the ring */
+    mesh__ring_t *ring;
+    uint64_t members_gen; /* bumped on every member added or removed */
+    uint64_t ring_gen;    /* the members_gen the ring was built for */
+    bool ctl;             /* a control peer: not on any ring, its own included */
+    s_rinfo_t *rinfo;     /* the other members, by UUID (memcmp order) */
+    size_t nrinfo, rinfo_cap;
 };
 
 static int64_t s_now(void)
@@ -317,9 +341,11 @@ mesh_peer_t *mesh_peer_new(const mesh_config_t *config)
     self->next_id = (seed >> 33) + 1;
     self->svc_scratch = calloc(MESH_CODEC_SERVICES_MAX, sizeof *self->svc_scratch);
     self->sub_scratch = calloc(MESH_CODEC_SUBS_MAX, sizeof *self->sub_scratch);
+    self->ring = mesh__ring_new(MESH_RING_VNODES);
+    self->members_gen = 1; /* the ring is built at its first use */
     bool ok = self->realm && (!c->name || self->name) && (!c->iface || self->iface) &&
               (!c->nseeds || self->seeds) && self->zre && self->rt && self->svc_scratch &&
-              self->sub_scratch;
+              self->sub_scratch && self->ring;
     for (size_t i = 0; ok && i < c->nseeds; i++) {
         ok = mesh__zre_add_seed(self->zre, self->seeds[i]) == 0;
     }
@@ -544,6 +570,140 @@ static void s_drop_silent_targets(mesh_peer_t *self, int64_t now)
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* the ring */
+
+/*  The index of uuid in rinfo (*found), or where it would go. */
+static size_t s_rinfo_pos(const mesh_peer_t *self, const uint8_t *uuid, bool *found)
+{
+    size_t lo = 0, hi = self->nrinfo;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = memcmp(self->rinfo[mid].uuid, uuid, MESH_ZRE_UUID_SIZE);
+        if (c == 0) {
+            *found = true;
+            return mid;
+        }
+        if (c < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    *found = false;
+    return lo;
+}
+
+static s_rinfo_t *s_rinfo_find(const mesh_peer_t *self, const uint8_t *uuid)
+{
+    bool found;
+    size_t i = s_rinfo_pos(self, uuid, &found);
+    return found ? &self->rinfo[i] : NULL;
+}
+
+/*  A member joined the table (new, or known already: its role may change
+    with a new HELLO). ctl: its HELLO said X-MESH-ROLE=ctl. */
+static void s_ring_member_added(mesh_peer_t *self, const uint8_t *uuid, bool ctl, bool is_new)
+{
+    bool found;
+    size_t i = s_rinfo_pos(self, uuid, &found);
+    if (!found) {
+        if (self->nrinfo == self->rinfo_cap) {
+            size_t cap = self->rinfo_cap ? self->rinfo_cap * 2 : 16;
+            s_rinfo_t *r = realloc(self->rinfo, cap * sizeof *r);
+            if (!r) {
+                /* it is still on the ring (a member not known here is); its
+                   digest is not followed */
+                s_debug(self, "out of memory: the ring digest of a member is not followed");
+                self->members_gen++;
+                return;
+            }
+            self->rinfo = r;
+            self->rinfo_cap = cap;
+        }
+        memmove(&self->rinfo[i + 1], &self->rinfo[i], (self->nrinfo - i) * sizeof *self->rinfo);
+        self->nrinfo++;
+        memset(&self->rinfo[i], 0, sizeof self->rinfo[i]);
+        memcpy(self->rinfo[i].uuid, uuid, MESH_ZRE_UUID_SIZE);
+    }
+    s_rinfo_t *r = &self->rinfo[i];
+    if (is_new || !found || r->ctl != ctl) {
+        self->members_gen++;
+    }
+    r->ctl = ctl;
+}
+
+static void s_ring_member_removed(mesh_peer_t *self, const uint8_t *uuid)
+{
+    bool found;
+    size_t i = s_rinfo_pos(self, uuid, &found);
+    if (found) {
+        memmove(&self->rinfo[i], &self->rinfo[i + 1], (self->nrinfo - i - 1) * sizeof *self->rinfo);
+        self->nrinfo--;
+    }
+    self->members_gen++;
+}
+
+/*  The ring, rebuilt first if the membership changed since it was built.
+    Out of memory, the previous ring stays, and the rebuild is tried again
+    at the next use. */
+static const mesh__ring_t *s_ring(mesh_peer_t *self)
+{
+    if (self->ring_gen == self->members_gen) {
+        return self->ring;
+    }
+    size_t n = mesh__routing_count(self->rt), k = 0;
+    uint8_t(*uuids)[MESH_ZRE_UUID_SIZE] = malloc((n ? n : 1) * sizeof *uuids);
+    if (!uuids) {
+        return self->ring;
+    }
+    size_t pos = 0;
+    mesh__member_t *m;
+    while ((m = mesh__routing_next(self->rt, &pos)) && k < n) {
+        const uint8_t *uuid = mesh__member_uuid(m);
+        const s_rinfo_t *r = mesh__member_is_self(m) ? NULL : s_rinfo_find(self, uuid);
+        if (mesh__member_is_self(m) ? self->ctl : (r && r->ctl)) {
+            continue; /* control peers are never on the ring */
+        }
+        memcpy(uuids[k++], uuid, MESH_ZRE_UUID_SIZE);
+    }
+    if (mesh__ring_set_members(self->ring, (const uint8_t(*)[MESH_ZRE_UUID_SIZE])uuids, k) == 0) {
+        self->ring_gen = self->members_gen;
+    } else {
+        s_debug(self, "cannot rebuild the ring of %zu members: kept the previous one", k);
+    }
+    free(uuids);
+    return self->ring;
+}
+
+/*  A member's STATUS carried digest: note it, and count the member's turn
+    from agreeing to disagreeing once it has lasted MESH_RING_MISMATCH_STATUS
+    STATUS (a join or leave reaches peers a few ms apart: a STATUS sent in
+    between is a blip, not a divergence). 0: the sender keeps no ring. */
+static void s_ring_on_status(mesh_peer_t *self, const mesh__member_t *from, uint64_t digest)
+{
+    if (digest == 0 || mesh__member_is_self(from)) {
+        return;
+    }
+    s_rinfo_t *r = s_rinfo_find(self, mesh__member_uuid(from));
+    if (!r) {
+        return;
+    }
+    r->digest = digest;
+    if (digest == mesh__ring_digest(s_ring(self))) {
+        r->streak = 0;
+        return;
+    }
+    if (r->ctl || r->streak >= MESH_RING_MISMATCH_STATUS) {
+        return; /* control peers are not on the ring: their view is theirs */
+    }
+    if (++r->streak == MESH_RING_MISMATCH_STATUS) {
+        self->stats.ring_mismatches++;
+        s_debug(self, "%s announces ring digest %016llx, ours is %016llx", mesh__member_name(from),
+                (unsigned long long)digest, (unsigned long long)mesh__ring_digest(self->ring));
+    }
+}
+
 static void s_ping(mesh_peer_t *self)
 {
     s_drop_silent_targets(self, s_now());
@@ -557,8 +717,8 @@ static void s_ping(mesh_peer_t *self)
     mesh__routing_set_status(self->rt, self->self_member, load, has_fitness ? &fitness : NULL,
                              self->services_version, self->inflight, s_now());
     mesh__buf_clear(&self->out);
-    mesh__env_encode_status(&self->out, load, has_fitness ? &fitness : NULL,
-                            self->services_version, 0, self->inflight);
+    mesh__env_encode_status(&self->out, load, has_fitness ? &fitness : NULL, self->services_version,
+                            mesh__ring_digest(s_ring(self)), self->inflight);
     if (!self->out.failed) {
         mesh__zre_shout(self->zre, self->group, self->out.data, self->out.size);
     }
@@ -1501,6 +1661,7 @@ static void s_on_envelope(mesh_peer_t *self, mesh__member_t *from, const uint8_t
         mesh__routing_set_status(self->rt, from, env.u.status.load,
                                  env.u.status.has_fitness ? &env.u.status.fitness : NULL,
                                  env.u.status.services_version, env.u.status.inflight, now);
+        s_ring_on_status(self, from, env.u.status.ring_digest);
         break;
     case MESH_ENV_REQUEST:
         s_on_request(self, from, &env);
@@ -1575,7 +1736,12 @@ static void s_on_zre_event(mesh_peer_t *self, const mesh__zre_event_t *ev)
     switch (ev->type) {
     case MESH_ZRE_EV_JOIN:
         if (strcmp(ev->group, self->group) == 0 && mesh__zre_peer_is_mesh(ev->peer)) {
-            mesh__routing_add(self->rt, uuid, mesh__zre_peer_name(ev->peer), false, s_now());
+            bool is_new = !mesh__routing_find(self->rt, uuid);
+            if (!mesh__routing_add(self->rt, uuid, mesh__zre_peer_name(ev->peer), false, s_now())) {
+                break; /* out of memory, or a bad name: not a member */
+            }
+            const char *role = mesh__zre_peer_header(ev->peer, MESH_PEER_ROLE_HEADER);
+            s_ring_member_added(self, uuid, role && strcmp(role, MESH_PEER_ROLE_CTL) == 0, is_new);
             s_encode_services(self); /* a newcomer learns what we offer at once */
             if (!self->out.failed) {
                 mesh__zre_whisper(self->zre, uuid, self->out.data, self->out.size);
@@ -1585,12 +1751,14 @@ static void s_on_zre_event(mesh_peer_t *self, const mesh__zre_event_t *ev)
     case MESH_ZRE_EV_LEAVE:
         if (strcmp(ev->group, self->group) == 0 && mesh__routing_find(self->rt, uuid)) {
             mesh__routing_remove(self->rt, uuid);
+            s_ring_member_removed(self, uuid);
             s_member_lost(self, uuid);
         }
         break;
     case MESH_ZRE_EV_EXIT:
         if (mesh__routing_find(self->rt, uuid)) {
             mesh__routing_remove(self->rt, uuid);
+            s_ring_member_removed(self, uuid);
             s_member_lost(self, uuid);
         }
         break;
@@ -2028,6 +2196,8 @@ static void s_free(mesh_peer_t *self)
         free(c);
     }
     mesh__routing_destroy(&self->rt);
+    mesh__ring_destroy(&self->ring);
+    free(self->rinfo);
     mesh__zre_destroy(&self->zre);
     mesh__buf_free(&self->out);
     free(self->svc_scratch);
@@ -2334,6 +2504,85 @@ void mesh_peer_stats(const mesh_peer_t *self, mesh_stats_t *out)
 }
 
 /* ------------------------------------------------------------------------ */
+/* the ring, read */
+
+uint64_t mesh_peer_ring_digest(mesh_peer_t *self)
+{
+    return mesh__ring_digest(s_ring(self));
+}
+
+/*  The id (out: 33 bytes) and name of the member of a rank. The ring may be
+    older than the table (a rebuild ran out of memory): a member gone from
+    the table has no name. */
+static const char *s_ring_who(const mesh_peer_t *self, const mesh__ring_t *ring, size_t rank,
+                              char *id, const mesh__member_t **member)
+{
+    const uint8_t *uuid = mesh__ring_member(ring, rank);
+    const mesh__member_t *m = mesh__routing_find(self->rt, uuid);
+    mesh__uuid_to_hex(uuid, id);
+    if (member) {
+        *member = m;
+    }
+    return m ? mesh__member_name(m) : "";
+}
+
+#define S_OWNERS_INLINE 16
+
+int mesh_peer_ring_owners(mesh_peer_t *self, const void *key, size_t keylen, size_t replicas,
+                          mesh_ring_owner_fn *fn, void *arg)
+{
+    if (replicas == 0 || !fn || (!key && keylen)) {
+        return MESH_ERR_INVAL;
+    }
+    const mesh__ring_t *ring = s_ring(self);
+    size_t count = mesh__ring_count(ring);
+    if (count == 0) {
+        return MESH_ERR_NOTFOUND;
+    }
+    size_t want = replicas < count ? replicas : count;
+    uint32_t stack[S_OWNERS_INLINE];
+    uint32_t *ranks = want <= S_OWNERS_INLINE ? stack : malloc(want * sizeof *ranks);
+    if (!ranks) {
+        return MESH_ERR_NOMEM;
+    }
+    size_t n = 0;
+    int rc = mesh__ring_lookup(ring, key ? key : "", keylen, want, ranks, &n);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        char id[33];
+        const char *name = s_ring_who(self, ring, ranks[i], id, NULL);
+        fn(id, name, i, arg);
+    }
+    if (ranks != stack) {
+        free(ranks);
+    }
+    return rc;
+}
+
+size_t mesh_peer_ring_members(mesh_peer_t *self, mesh_ring_member_fn *fn, void *arg)
+{
+    const mesh__ring_t *ring = s_ring(self);
+    size_t count = mesh__ring_count(ring);
+    uint64_t ours = mesh__ring_digest(ring);
+    for (size_t rank = 0; fn && rank < count; rank++) {
+        char id[33];
+        const mesh__member_t *m;
+        mesh_ring_member_t info = {
+            .id = id, .vnodes = mesh__ring_vnodes(ring), .share = mesh__ring_share(ring, rank)};
+        info.name = s_ring_who(self, ring, rank, id, &m);
+        info.is_self = m && mesh__member_is_self(m);
+        if (info.is_self) {
+            info.digest = ours;
+        } else {
+            const s_rinfo_t *r = s_rinfo_find(self, mesh__ring_member(ring, rank));
+            info.digest = r ? r->digest : 0;
+        }
+        info.agrees = info.is_self || (info.digest != 0 && info.digest == ours);
+        fn(&info, arg);
+    }
+    return count;
+}
+
+/* ------------------------------------------------------------------------ */
 /* internal, for meshd and meshctl (peer_internal.h) */
 
 mesh__zre_t *mesh__peer_zre(mesh_peer_t *self)
@@ -2350,4 +2599,17 @@ void mesh__peer_set_observer(mesh_peer_t *self, mesh__zre_event_fn *fn, void *ar
 uint64_t mesh__peer_open_requests(const mesh_peer_t *self)
 {
     return self->inflight;
+}
+
+int mesh__peer_set_ctl(mesh_peer_t *self)
+{
+    if (self->running || self->stopped || self->thread) {
+        return MESH_ERR_STATE;
+    }
+    int rc = mesh__zre_set_header(self->zre, MESH_PEER_ROLE_HEADER, MESH_PEER_ROLE_CTL);
+    if (rc == 0 && !self->ctl) {
+        self->ctl = true;
+        self->members_gen++;
+    }
+    return rc;
 }

@@ -10,7 +10,7 @@ never answers /t/slow and /t/fan, LOST never answers /t/lost and is
 SIGKILLed mid-call.
 
 Every subcommand (peers, services, call, cast, fanout, pub, sub, watch,
-ping), every exit code (0 ok, 1 failure, 2 usage/bad JSON, 3 no providers,
+ping, ring), every exit code (0 ok, 1 failure, 2 usage/bad JSON, 3 no providers,
 4 timeout, 5 remote error, 6 peer lost, 7 rejected), payloads from stdin,
 a fan-out naming the peer that did not answer, sub receiving pub, and
 meshctl leaving cleanly (meshd sees it exit with reason "left").
@@ -181,6 +181,9 @@ def main():
         (("sub",), "sub without a pattern"),
         (("call", "/x", "{bad"), "bad JSON argument"),
         (("pub", "/t", "[1,"), "bad JSON argument (pub)"),
+        (("ring", "--replicas", "2"), "ring: --replicas without a KEY"),
+        (("ring", "k", "--replicas", "0"), "ring: 0 replicas"),
+        (("ring", "k1", "k2"), "ring: two keys"),
     ]:
         rc, out, err, dt = ctl.run(*args)
         mt.expect(rc == 2, "meshctl %s: exit %d, expected 2 (%s)\n%s" % (
@@ -235,6 +238,56 @@ def main():
               ["/t/echo", "FAST2"] in [r[:2] for r in rows[1:]],
               "services table lacks rows:\n%s" % out)
     mt.ok("%d services rows; table header right" % len(lst))
+
+    mt.check("ring: every meshd and mesh_node on it, no meshctl; shares sum to 100%; "
+             "owners the same from two meshctl runs")
+    members = {p.id.upper(): p.name for p in nodes + [fast, fast2, slow, lost]}
+    deadline = time.monotonic() + 20
+    while True:
+        doc = ctl.json("ring", "--json")
+        got = {str(m.get("id", "")).upper() for m in doc.get("members", [])}
+        if (got == set(members) and all(m.get("agrees") is True for m in doc["members"])) \
+                or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    mt.expect(got == set(members), "ring --json: members %s, expected %s" % (
+        sorted(m.get("name") for m in doc.get("members", [])), sorted(members.values())))
+    for m in doc["members"]:
+        mt.expect(m.get("vnodes") == 1024 and m.get("agrees") is True and
+                  m.get("digest") == doc.get("digest") and
+                  members.get(m["id"].upper()) == m.get("name"),
+                  "ring --json member %r (digest %s): not on the same ring" % (
+                      m, doc.get("digest")))
+    total = sum(m["share"] for m in doc["members"])
+    mt.expect(abs(total - 1.0) < 1e-6, "ring --json: shares sum to %r" % total)
+    mt.expect(len(doc.get("digest", "")) == 16 and doc["digest"] != "0" * 16,
+              "ring --json digest %r" % doc.get("digest"))
+    out, _, _ = ctl.expect(0, "ring")
+    lines = out.splitlines()
+    mt.expect(lines and lines[0].split() == ["ID", "NAME", "VNODES", "SHARE", "AGREES"],
+              "ring table header: %r" % lines[:1])
+    rows = [l.split() for l in lines[1:-1]]
+    mt.expect({r[0] for r in rows} == set(members) and all(r[4] == "yes" for r in rows),
+              "ring table rows:\n%s" % out)
+    pct = sum(float(r[3].rstrip("%")) for r in rows)
+    mt.expect(abs(pct - 100.0) < 0.1, "ring table: SHARE sums to %.2f%%\n%s" % (pct, out))
+    mt.expect(lines[-1] == "digest %s, %d members" % (doc["digest"], len(members)),
+              "ring table digest line %r, expected digest %s" % (lines[-1], doc["digest"]))
+    runs = [ctl.json("ring", "user-42", "--replicas", 3, "--json") for _ in range(2)]
+    owners = [[(o["rank"], o["role"], o["id"].upper()) for o in r.get("owners", [])] for r in runs]
+    mt.expect(owners[0] == owners[1] and runs[0]["digest"] == runs[1]["digest"],
+              "ring user-42: owners %r, then %r" % (owners[0], owners[1]))
+    ids = [o[2] for o in owners[0]]
+    mt.expect(len(ids) == 3 and len(set(ids)) == 3 and set(ids) <= set(members) and
+              [o[1] for o in owners[0]] == ["owner", "replica", "replica"],
+              "ring user-42 --replicas 3: %r" % owners[0])
+    out, _, _ = ctl.expect(0, "ring", "user-42")
+    table = [l.split() for l in out.splitlines()]
+    mt.expect(table[0] == ["ROLE", "ID", "NAME"] and
+              [(r[0], r[1]) for r in table[1:3]] == [("owner", ids[0]), ("replica", ids[1])] and
+              len(table) == 4, "ring user-42 (2 by default) is not the start of the 3:\n%s" % out)
+    mt.ok("%d members, digest %s; user-42 -> %s, then %s" % (
+        len(members), doc["digest"], members[ids[0]], ", ".join(members[i] for i in ids[1:])))
 
     mt.check("peers: --json lists the meshd and mesh_node peers; the table has its header")
     lst = ctl.json("peers", "--json", "--wait", 5000)

@@ -9,9 +9,13 @@
     because a peer destroyed in fini may still complete pending calls. */
 #include <criterion/criterion.h>
 
+#include "testutil.h"
+
 #include <mesh/mesh.h>
 
+#include "codec.h"
 #include "peer_internal.h"
+#include "ring.h"
 #include "zre.h"
 
 #include <arpa/inet.h>
@@ -62,17 +66,6 @@ static void s_sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static uint16_t s_free_udp_port(void)
-{
-    int fd = socket(AF_INET, SOCK_DGRAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    socklen_t len = sizeof sa;
-    getsockname(fd, (struct sockaddr *)&sa, &len);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
 
 static void s_on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -488,7 +481,7 @@ static void s_init(void)
     cr_assert_not_null(g_loop);
     ev_timer_init(&g_tick, s_on_tick, 0.005, 0.005);
     ev_timer_start(g_loop, &g_tick);
-    g_port = s_free_udp_port();
+    g_port = test_free_udp_port();
     snprintf(g_realm, sizeof g_realm, "test-%d-%u-%u", (int)getpid(), counter++, g_port);
 }
 
@@ -1599,17 +1592,6 @@ Test(peer, silent_provider_leaves_dispatch)
 /* ------------------------------------------------------------------------ */
 /* life cycle */
 
-static uint16_t s_free_tcp_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&sa, sizeof sa);
-    socklen_t len = sizeof sa;
-    getsockname(fd, (struct sockaddr *)&sa, &len);
-    close(fd);
-    return ntohs(sa.sin_port);
-}
 
 static void s_never(mesh_peer_t *peer, void *arg)
 {
@@ -1638,7 +1620,7 @@ Test(peer, start_errors_and_destroy_without_start)
     cr_expect_eq(mesh_peer_attach(p, g_loop), MESH_ERR_NOIFACE);
     /* the inbox port taken */
     mesh_config_t c1 = s_config("first");
-    c1.port = s_free_tcp_port();
+    c1.port = test_free_tcp_port();
     mesh_config_t c2 = c1, c3 = c1;
     c2.name = "second";
     c3.name = "third";
@@ -2040,5 +2022,351 @@ Test(peer, a_burst_of_calls_travels_in_few_frames)
     uint64_t to_p = zp->msgs_received - p_before, to_c = zc->msgs_received - c_before;
     cr_expect_leq(to_p, 10, "%llu frames carried 200 requests", (unsigned long long)to_p);
     cr_expect_leq(to_c, 20, "%llu frames carried 200 replies", (unsigned long long)to_c);
+    s_end();
+}
+
+/* ------------------------------------------------------------------------ */
+/* the ring */
+
+#define RING_KEYS 1000
+
+typedef struct {
+    size_t n;
+    char ids[MAX_PEERS][33];
+    char names[MAX_PEERS][32];
+    uint64_t digests[MAX_PEERS]; /* announced; 0: none yet */
+    bool agrees[MAX_PEERS];
+    unsigned vnodes;
+    double share_sum;
+    int selfs, agreeing;
+} ring_view_t;
+
+static void s_ring_member_cb(const mesh_ring_member_t *m, void *arg)
+{
+    ring_view_t *v = arg;
+    if (v->n < MAX_PEERS) {
+        snprintf(v->ids[v->n], sizeof v->ids[v->n], "%s", m->id);
+        snprintf(v->names[v->n], sizeof v->names[v->n], "%s", m->name);
+        v->digests[v->n] = m->digest;
+        v->agrees[v->n] = m->agrees;
+    }
+    v->n++;
+    v->vnodes = m->vnodes;
+    v->share_sum += m->share;
+    v->selfs += m->is_self;
+    v->agreeing += m->agrees;
+}
+
+static ring_view_t s_ring_view(mesh_peer_t *p)
+{
+    ring_view_t v;
+    memset(&v, 0, sizeof v);
+    size_t n = mesh_peer_ring_members(p, s_ring_member_cb, &v);
+    cr_assert_eq(n, v.n);
+    return v;
+}
+
+/*  p's ring has n members and every one of them announces p's digest. */
+static bool s_ring_settled(mesh_peer_t *p, size_t n)
+{
+    ring_view_t v = s_ring_view(p);
+    return v.n == n && v.agreeing == (int)n;
+}
+
+/*  What member name announced last, as p sees it (0: none, or not on p's ring). */
+static uint64_t s_ring_digest_of(mesh_peer_t *p, const char *name, bool *agrees)
+{
+    ring_view_t v = s_ring_view(p);
+    for (size_t i = 0; i < v.n && i < MAX_PEERS; i++) {
+        if (strcmp(v.names[i], name) == 0) {
+            if (agrees) {
+                *agrees = v.agrees[i];
+            }
+            return v.digests[i];
+        }
+    }
+    return 0;
+}
+
+typedef struct {
+    size_t n;
+    char ids[8][33];
+    size_t ranks[8];
+} owners_t;
+
+static void s_owner_cb(const char *id, const char *name, size_t rank, void *arg)
+{
+    owners_t *o = arg;
+    if (o->n < 8) {
+        snprintf(o->ids[o->n], sizeof o->ids[o->n], "%s", id);
+        o->ranks[o->n] = rank;
+    }
+    o->n++;
+}
+
+static owners_t s_owners(mesh_peer_t *p, const char *key, size_t replicas)
+{
+    owners_t o;
+    memset(&o, 0, sizeof o);
+    cr_assert_eq(mesh_peer_ring_owners(p, key, strlen(key), replicas, s_owner_cb, &o), 0);
+    return o;
+}
+
+/*  A ring of our own, from the peers' ids: what every peer must compute. */
+static mesh__ring_t *s_reference_ring(mesh_peer_t *const *peers, size_t n)
+{
+    uint8_t uuids[MAX_PEERS][MESH_ZRE_UUID_SIZE];
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(mesh__uuid_from_hex(mesh_peer_id(peers[i]), uuids[i]), 0);
+    }
+    mesh__ring_t *ring = mesh__ring_new(0);
+    cr_assert_not_null(ring);
+    cr_assert_eq(mesh__ring_set_members(ring, (const uint8_t(*)[MESH_ZRE_UUID_SIZE])uuids, n), 0);
+    return ring;
+}
+
+static uint64_t s_mismatches(mesh_peer_t *p)
+{
+    mesh_stats_t st;
+    mesh_peer_stats(p, &st);
+    return st.ring_mismatches;
+}
+
+Test(peer, ring_three_peers_agree_on_digest_and_owners)
+{
+    mesh_peer_t *a = s_new("a");
+    cr_expect_eq(mesh_peer_ring_members(a, NULL, NULL), 1, "a peer alone is its own ring");
+    s_attach(a);
+    mesh_peer_t *b = s_started("b");
+    mesh_peer_t *c = s_started("c");
+    mesh_peer_t *all[] = {a, b, c};
+    run_until(s_ring_settled(a, 3) && s_ring_settled(b, 3) && s_ring_settled(c, 3), DISCOVERY_MS);
+    for (int i = 0; i < 3; i++) {
+        ring_view_t v = s_ring_view(all[i]);
+        cr_assert_eq(v.n, 3, "%s: %zu ring members", mesh_peer_name(all[i]), v.n);
+        cr_assert_eq(v.agreeing, 3, "%s: %d of 3 members agree", mesh_peer_name(all[i]),
+                     v.agreeing);
+        cr_expect_eq(v.selfs, 1);
+        cr_expect_eq(v.vnodes, MESH_RING_VNODES);
+        cr_expect(v.share_sum > 0.999 && v.share_sum < 1.001, "shares sum to %f", v.share_sum);
+        for (size_t k = 1; k < v.n; k++) {
+            cr_expect_lt(strcmp(v.ids[k - 1], v.ids[k]), 0, "members not in UUID order");
+        }
+    }
+    uint64_t d = mesh_peer_ring_digest(a);
+    cr_expect_neq(d, 0);
+    cr_expect_eq(mesh_peer_ring_digest(b), d);
+    cr_expect_eq(mesh_peer_ring_digest(c), d);
+    /* the placement of ring.h, from the three UUIDs alone */
+    mesh__ring_t *ref = s_reference_ring(all, 3);
+    cr_expect_eq(mesh__ring_digest(ref), d, "the digest is not that of the members' ring");
+    int differ = 0, wrong = 0;
+    for (int k = 0; k < RING_KEYS; k++) {
+        char key[32];
+        snprintf(key, sizeof key, "key-%d", k);
+        owners_t oa = s_owners(a, key, 2), ob = s_owners(b, key, 2), oc = s_owners(c, key, 2);
+        uint32_t ranks[2];
+        size_t n = 0;
+        cr_assert_eq(mesh__ring_lookup(ref, key, strlen(key), 2, ranks, &n), 0);
+        char want[2][33];
+        for (size_t i = 0; i < n; i++) {
+            mesh__uuid_to_hex(mesh__ring_member(ref, ranks[i]), want[i]);
+        }
+        differ += oa.n != 2 || ob.n != 2 || oc.n != 2 || strcmp(oa.ids[0], ob.ids[0]) != 0 ||
+                  strcmp(oa.ids[0], oc.ids[0]) != 0 || strcmp(oa.ids[1], ob.ids[1]) != 0 ||
+                  strcmp(oa.ids[1], oc.ids[1]) != 0 || strcmp(oa.ids[0], oa.ids[1]) == 0;
+        wrong += n != 2 || strcmp(oa.ids[0], want[0]) != 0 || strcmp(oa.ids[1], want[1]) != 0 ||
+                 oa.ranks[0] != 0 || oa.ranks[1] != 1;
+    }
+    mesh__ring_destroy(&ref);
+    cr_expect_eq(differ, 0, "%d of %d keys have other owners on another peer", differ, RING_KEYS);
+    cr_expect_eq(wrong, 0, "%d of %d keys are not placed as ring.h places them", wrong, RING_KEYS);
+    /* more replicas than members: each member once */
+    owners_t o = s_owners(b, "k", 10);
+    cr_expect_eq(o.n, 3);
+    cr_expect(strcmp(o.ids[0], o.ids[1]) && strcmp(o.ids[0], o.ids[2]) &&
+              strcmp(o.ids[1], o.ids[2]));
+    /* bad arguments */
+    cr_expect_eq(mesh_peer_ring_owners(a, "k", 1, 0, s_owner_cb, &o), MESH_ERR_INVAL);
+    cr_expect_eq(mesh_peer_ring_owners(a, "k", 1, 2, NULL, NULL), MESH_ERR_INVAL);
+    cr_expect_eq(mesh_peer_ring_owners(a, NULL, 3, 2, s_owner_cb, &o), MESH_ERR_INVAL);
+    memset(&o, 0, sizeof o);
+    cr_expect_eq(mesh_peer_ring_owners(a, NULL, 0, 1, s_owner_cb, &o), 0, "the empty key");
+    cr_expect_eq(o.n, 1);
+    /* views agree: nothing is counted, however many pings go by */
+    uint64_t before[3];
+    for (int i = 0; i < 3; i++) {
+        before[i] = s_mismatches(all[i]);
+    }
+    run_for(1200); /* 8 ping intervals */
+    for (int i = 0; i < 3; i++) {
+        cr_expect_eq(s_mismatches(all[i]), before[i], "%s counted mismatches while views agree",
+                     mesh_peer_name(all[i]));
+        cr_expect(s_ring_settled(all[i], 3));
+    }
+    s_end();
+}
+
+Test(peer, ring_changes_when_a_peer_leaves_and_views_agree_again)
+{
+    mesh_peer_t *a = s_started("a");
+    mesh_peer_t *b = s_started("b");
+    mesh_peer_t *c = s_started("c");
+    run_until(s_ring_settled(a, 3) && s_ring_settled(b, 3) && s_ring_settled(c, 3), DISCOVERY_MS);
+    cr_assert(s_ring_settled(a, 3) && s_ring_settled(b, 3) && s_ring_settled(c, 3));
+    uint64_t d3 = mesh_peer_ring_digest(a);
+    static char owner_before[RING_KEYS][33];
+    for (int k = 0; k < RING_KEYS; k++) {
+        char key[32];
+        snprintf(key, sizeof key, "key-%d", k);
+        owners_t o = s_owners(a, key, 2);
+        memcpy(owner_before[k], o.ids[0], 33);
+    }
+    char gone[33];
+    snprintf(gone, sizeof gone, "%s", mesh_peer_id(c));
+    s_destroy(c); /* leaves: its BYE reaches a and b */
+    run_until(s_ring_settled(a, 2) && s_ring_settled(b, 2), DISCOVERY_MS);
+    cr_assert(s_ring_settled(a, 2) && s_ring_settled(b, 2), "a: %zu members, b: %zu",
+              s_ring_view(a).n, s_ring_view(b).n);
+    uint64_t d2 = mesh_peer_ring_digest(a);
+    cr_expect_neq(d2, d3, "the digest did not change");
+    cr_expect_eq(mesh_peer_ring_digest(b), d2);
+    mesh_peer_t *left[] = {a, b};
+    mesh__ring_t *ref = s_reference_ring(left, 2);
+    cr_expect_eq(mesh__ring_digest(ref), d2);
+    mesh__ring_destroy(&ref);
+    /* only the keys of the one that left moved */
+    int moved = 0, kept = 0, differ = 0;
+    for (int k = 0; k < RING_KEYS; k++) {
+        char key[32];
+        snprintf(key, sizeof key, "key-%d", k);
+        owners_t oa = s_owners(a, key, 2), ob = s_owners(b, key, 2);
+        cr_assert_eq(oa.n, 2);
+        differ += strcmp(oa.ids[0], ob.ids[0]) != 0 || strcmp(oa.ids[1], ob.ids[1]) != 0;
+        if (strcmp(owner_before[k], gone) == 0) {
+            moved++;
+        } else {
+            kept += strcmp(owner_before[k], oa.ids[0]) == 0;
+        }
+    }
+    cr_expect_eq(differ, 0, "%d keys have other owners on a and b", differ);
+    cr_expect_eq(kept + moved, RING_KEYS, "%d keys changed owner although theirs stayed",
+                 RING_KEYS - moved - kept);
+    cr_expect_gt(moved, 0);
+    s_end();
+}
+
+/*  Shouts a STATUS carrying digest from p, as if p's view were another. */
+static void s_shout_status(mesh_peer_t *p, uint64_t digest)
+{
+    mesh__buf_t b = {0};
+    mesh__env_encode_status(&b, 0.0, NULL, 0, digest, 0);
+    cr_assert_not(b.failed);
+    char group[128];
+    snprintf(group, sizeof group, "mesh:%s", g_realm);
+    cr_assert_eq(mesh__zre_shout(mesh__peer_zre(p), group, b.data, b.size), 0);
+    mesh__buf_free(&b);
+}
+
+Test(peer, ring_mismatch_counts_each_divergence_once)
+{
+    mesh_peer_t *a = s_started("a");
+    mesh_peer_t *b = s_started("b");
+    /* x announces its status only when the test makes it */
+    mesh_config_t cx = s_config("x");
+    cx.ping_interval_ms = 60000;
+    mesh_peer_t *x = s_new_cfg(&cx);
+    s_attach(x);
+    run_until(s_ring_view(a).n == 3 && s_ring_view(b).n == 3 && s_ring_view(x).n == 3 &&
+                  s_ring_digest_of(a, "b", NULL) && s_ring_digest_of(b, "a", NULL),
+              DISCOVERY_MS);
+    uint64_t d = mesh_peer_ring_digest(a);
+    cr_assert_eq(s_ring_view(a).n, 3);
+    cr_assert_eq(mesh_peer_ring_digest(b), d);
+    cr_assert_eq(mesh_peer_ring_digest(x), d);
+    bool agrees = true;
+    cr_expect_eq(s_ring_digest_of(a, "x", &agrees), 0, "x has announced nothing yet");
+    cr_expect_not(agrees, "a member that announced nothing is not said to agree");
+    uint64_t m0 = s_mismatches(a), n0 = s_mismatches(b);
+    uint64_t other = d ^ 0x5a5a;
+    /* one differing STATUS is a blip (a join on its way): seen, not counted */
+    s_shout_status(x, other);
+    run_until(s_ring_digest_of(a, "x", NULL) == other && s_ring_digest_of(b, "x", NULL) == other,
+              3000);
+    cr_assert_eq(s_ring_digest_of(a, "x", &agrees), other);
+    cr_expect_not(agrees);
+    cr_expect_eq(s_mismatches(a), m0);
+    /* the second in a row is a divergence: counted once, however long it lasts */
+    for (int i = 0; i < 4; i++) {
+        s_shout_status(x, other);
+    }
+    run_until(s_mismatches(a) > m0 && s_mismatches(b) > n0, 3000);
+    run_for(100);
+    cr_expect_eq(s_mismatches(a), m0 + 1);
+    cr_expect_eq(s_mismatches(b), n0 + 1);
+    /* a zero digest says nothing: the last one stands */
+    s_shout_status(x, 0);
+    run_for(200);
+    cr_expect_eq(s_ring_digest_of(a, "x", NULL), other);
+    /* agreeing again, then diverging again: a second mismatch */
+    s_shout_status(x, d);
+    run_until(s_ring_digest_of(a, "x", NULL) == d && s_ring_digest_of(b, "x", NULL) == d, 3000);
+    cr_assert_eq(s_ring_digest_of(a, "x", &agrees), d);
+    cr_expect(agrees);
+    cr_expect_eq(s_mismatches(a), m0 + 1);
+    s_shout_status(x, other);
+    s_shout_status(x, other + 1);
+    run_until(s_mismatches(a) > m0 + 1 && s_mismatches(b) > n0 + 1, 3000);
+    run_for(100);
+    cr_expect_eq(s_mismatches(a), m0 + 2);
+    cr_expect_eq(s_mismatches(b), n0 + 2);
+    cr_expect_eq(s_ring_digest_of(a, "x", NULL), other + 1);
+    /* x's own view never changed */
+    cr_expect_eq(mesh_peer_ring_digest(x), d);
+    s_end();
+}
+
+Test(peer, ring_leaves_control_peers_out)
+{
+    mesh_peer_t *a = s_started("a");
+    mesh_peer_t *b = s_started("b");
+    mesh_peer_t *k = s_new("ctl");
+    cr_assert_eq(mesh__peer_set_ctl(k), 0);
+    cr_expect_eq(mesh_peer_ring_members(k, NULL, NULL), 0, "a control peer is not its own ring");
+    cr_expect_eq(mesh_peer_ring_owners(k, "x", 1, 1, s_owner_cb, NULL), MESH_ERR_NOTFOUND);
+    s_attach(k);
+    cr_expect_eq(mesh__peer_set_ctl(k), MESH_ERR_STATE);
+    run_until(s_members(a) == 3 && s_members(b) == 3 && s_members(k) == 3 && s_ring_settled(a, 2) &&
+                  s_ring_settled(b, 2) && s_ring_settled(k, 2),
+              DISCOVERY_MS);
+    cr_assert_eq(s_members(a), 3, "the control peer is a member of the table");
+    mesh_peer_t *all[] = {a, b, k};
+    for (int i = 0; i < 3; i++) {
+        ring_view_t v = s_ring_view(all[i]);
+        cr_expect_eq(v.n, 2, "%s: %zu ring members", mesh_peer_name(all[i]), v.n);
+        cr_expect_eq(v.agreeing, 2, "%s: %d agree", mesh_peer_name(all[i]), v.agreeing);
+        for (size_t m = 0; m < v.n && m < MAX_PEERS; m++) {
+            cr_expect_str_neq(v.names[m], "ctl", "%s puts the control peer on its ring",
+                              mesh_peer_name(all[i]));
+        }
+    }
+    mesh_peer_t *ring[] = {a, b};
+    mesh__ring_t *ref = s_reference_ring(ring, 2);
+    uint64_t d = mesh__ring_digest(ref);
+    mesh__ring_destroy(&ref);
+    cr_expect_eq(mesh_peer_ring_digest(a), d);
+    cr_expect_eq(mesh_peer_ring_digest(b), d);
+    cr_expect_eq(mesh_peer_ring_digest(k), d, "the control peer sees another ring");
+    int on_ctl = 0;
+    for (int i = 0; i < RING_KEYS; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "key-%d", i);
+        owners_t o = s_owners(a, key, 3);
+        cr_assert_eq(o.n, 2);
+        for (size_t m = 0; m < o.n; m++) {
+            on_ctl += strcmp(o.ids[m], mesh_peer_id(k)) == 0;
+        }
+    }
+    cr_expect_eq(on_ctl, 0, "the control peer holds %d keys", on_ctl);
     s_end();
 }

@@ -285,9 +285,71 @@ typedef struct {
     uint64_t zre_dropped;         /* ZRE frames dropped (malformed, unknown sender, gaps) */
     uint64_t sends_dropped;       /* envelopes not sent: the peer's queue was full */
     uint64_t peers;               /* members in the table, self included */
+    uint64_t ring_mismatches;     /* a member's ring digest went from agreeing with ours to
+                                     differing (counted once per episode: see the ring) */
 } mesh_stats_t;
 
 MESH_EXPORT void mesh_peer_stats(const mesh_peer_t *self, mesh_stats_t *out);
+
+/* ------------------------------------------------------------------------ */
+/* the ring */
+
+/*  The cluster ring: consistent hashing with virtual nodes (1024 per
+    member) over the realm's members, deciding which member owns a key and
+    which members hold its replicas (docs/protocol.md, "The ring").
+
+    Membership, not liveness: the ring holds every member of the routing
+    table, this peer included, except short-lived control peers (meshctl:
+    HELLO header X-MESH-ROLE=ctl), so every peer that sees the same members
+    computes the same ring, with no coordinator. A member that falls silent
+    stays on the ring until it leaves the table (LEAVE, or its ZRE expiry).
+
+    The ring's digest (64 bits, from the members' UUIDs) travels in every
+    STATUS. A member whose last STATUS carried another digest than ours
+    sees another membership: it "disagrees". mesh_stats_t.ring_mismatches
+    counts each member's turn from agreeing to disagreeing, once it has
+    disagreed in two STATUS in a row (a join or a leave reaches peers a few
+    milliseconds apart; such blips are not counted).
+
+    The ring is rebuilt lazily, at the first use after the membership
+    changed. All of these run on the loop thread only; their callbacks run
+    before the call returns, with strings valid only during the callback;
+    a callback must not destroy the peer. */
+
+/*  This peer's view: its digest, as announced in STATUS. A peer with no
+    ring member at all (a control peer alone) has the digest of the empty
+    ring, which is not 0 (0 on the wire means "no ring"). */
+MESH_EXPORT uint64_t mesh_peer_ring_digest(mesh_peer_t *self);
+
+/*  One owner of a key: the member's id (32 hex) and name, and its rank in
+    the list, 0 for the owner, then 1, 2, ... for the replicas. */
+typedef void(mesh_ring_owner_fn)(const char *id, const char *name, size_t rank, void *arg);
+
+/*  The owner of key (keylen bytes; key may be NULL when keylen is 0) and
+    its first replicas - 1 distinct successors clockwise: fn is called for
+    each, in that order, min(replicas, members) times. Returns 0,
+    MESH_ERR_NOTFOUND when the ring is empty (fn is not called),
+    MESH_ERR_INVAL (replicas 0, fn NULL, key NULL with keylen > 0), or
+    MESH_ERR_NOMEM. */
+MESH_EXPORT int mesh_peer_ring_owners(mesh_peer_t *self, const void *key, size_t keylen,
+                                      size_t replicas, mesh_ring_owner_fn *fn, void *arg);
+
+/*  A member of the ring, as mesh_peer_ring_members reports it. */
+typedef struct {
+    const char *id; /* 32 hex */
+    const char *name;
+    bool is_self;
+    unsigned vnodes; /* its virtual nodes (the same for every member) */
+    double share;    /* fraction of the hash space it owns, 0..1; all sum to 1 */
+    uint64_t digest; /* the digest of its last STATUS; 0 until one arrived. Self: ours */
+    bool agrees;     /* digest equals ours now (self: always true) */
+} mesh_ring_member_t;
+
+typedef void(mesh_ring_member_fn)(const mesh_ring_member_t *member, void *arg);
+
+/*  Calls fn for every member of the ring, in ring rank order (by UUID),
+    if fn is not NULL. Returns the number of members. */
+MESH_EXPORT size_t mesh_peer_ring_members(mesh_peer_t *self, mesh_ring_member_fn *fn, void *arg);
 
 #ifdef __cplusplus
 }
