@@ -59,6 +59,9 @@ void meshd_config_init(meshd_config_t *c)
     c->expired_ms = MESH_DEFAULT_EXPIRED_MS;
     c->ping_interval_ms = MESH_DEFAULT_PING_INTERVAL_MS;
     c->grace_ms = MESHD_DEFAULT_GRACE_MS;
+    c->tasks_enabled = true;
+    c->task_replicas = MESH_TASK_DEFAULT_REPLICAS;
+    c->task_replica_offset_ms = MESH_TASK_DEFAULT_REPLICA_OFFSET_MS;
     c->log_level = MESHD_LOG_INFO;
 }
 
@@ -256,6 +259,7 @@ static const char *const s_peer_keys =
     "name, realm, iface, beacon-port, port, beacon, beacon-interval, evasive, expired, "
     "ping-interval, seed, group, header";
 static const char *const s_daemon_keys = "grace, log-level, syslog";
+static const char *const s_tasks_keys = "enabled, replicas, replica-offset";
 static const char *const s_agent_keys =
     "kind, path, workers, timeout, filter, active-check, config, tags";
 
@@ -589,6 +593,31 @@ static int s_set_daemon(meshd_config_t *c, const char *key, const char *v, char 
     return -1;
 }
 
+static int s_set_tasks(meshd_config_t *c, const char *key, const char *v, char *err, size_t errlen)
+{
+    if (strcmp(key, "enabled") == 0) {
+        if (s_bool(v, &c->tasks_enabled) != 0) {
+            s_err(err, errlen, "expected true or false, got '%s'", v);
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(key, "replicas") == 0) {
+        long n;
+        if (s_long(v, 1, MESHD_REPLICAS_MAX, &n) != 0) {
+            s_err(err, errlen, "expected 1 to %d, got '%s'", MESHD_REPLICAS_MAX, v);
+            return -1;
+        }
+        c->task_replicas = (int)n;
+        return 0;
+    }
+    if (strcmp(key, "replica-offset") == 0) {
+        return s_ms(&c->task_replica_offset_ms, v, 0, err, errlen);
+    }
+    s_err(err, errlen, "unknown key (tasks takes: %s)", s_tasks_keys);
+    return -1;
+}
+
 int meshd_config_set(meshd_config_t *c, const char *key, const char *value, int line,
                      bool from_flag, char *err, size_t errlen)
 {
@@ -601,10 +630,13 @@ int meshd_config_set(meshd_config_t *c, const char *key, const char *value, int 
     if (strncmp(key, "daemon/", 7) == 0) {
         return s_set_daemon(c, key + 7, value, err, errlen);
     }
+    if (strncmp(key, "tasks/", 6) == 0) {
+        return s_set_tasks(c, key + 6, value, err, errlen);
+    }
     if (strncmp(key, "agents/", 7) == 0) {
         return s_set_agent(c, key + 7, value, line, from_flag, err, errlen);
     }
-    s_err(err, errlen, "unknown key (sections: peer, daemon, agents)");
+    s_err(err, errlen, "unknown key (sections: peer, daemon, tasks, agents)");
     return -1;
 }
 
@@ -836,9 +868,10 @@ static int s_walk(s_load_t *L, zconfig_t *parent, const char *prefix, int depth,
             return -1;
         }
         if (depth == 0 && strcmp(name, "peer") != 0 && strcmp(name, "daemon") != 0 &&
-            strcmp(name, "agents") != 0) {
-            s_err(err, errlen, "%s:%d: unknown section '%s' (sections: peer, daemon, agents)",
-                  L->file, e->line, name);
+            strcmp(name, "tasks") != 0 && strcmp(name, "agents") != 0) {
+            s_err(err, errlen,
+                  "%s:%d: unknown section '%s' (sections: peer, daemon, tasks, agents)", L->file,
+                  e->line, name);
             return -1;
         }
         if (s_is_section(key, depth)) {
@@ -1118,6 +1151,12 @@ void meshd_config_print(const meshd_config_t *c, FILE *out, unsigned sections)
         s_put_int(out, 1, "grace", c->grace_ms);
         s_put(out, 1, "log-level", s_levels[c->log_level]);
         s_put(out, 1, "syslog", c->syslog ? "true" : "false");
+    }
+    if (sections & MESHD_PRINT_TASKS) {
+        s_put(out, 0, "tasks", NULL);
+        s_put(out, 1, "enabled", c->tasks_enabled ? "true" : "false");
+        s_put_int(out, 1, "replicas", c->task_replicas);
+        s_put_int(out, 1, "replica-offset", c->task_replica_offset_ms);
     }
     if ((sections & MESHD_PRINT_AGENTS) && c->nagents) {
         s_put(out, 0, "agents", NULL);

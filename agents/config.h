@@ -31,6 +31,7 @@
 #define MESHD_TAGS_MAX         32   /* per agent (the codec's per-service cap) */
 #define MESHD_VALUE_MAX        4096 /* any one value */
 #define MESHD_MS_MAX           (24L * 3600 * 1000)
+#define MESHD_REPLICAS_MAX     15    /* holders of a task (tasks/replicas) */
 #define MESHD_DEFAULT_GRACE_MS 5000  /* SIGTERM: in-flight requests get this long */
 #define MESHD_BUILTIN_AGENT    "sys" /* reserved agent name: /sys/ping ... */
 
@@ -92,6 +93,10 @@ typedef struct {
     int grace_ms;
     int log_level;
     bool syslog;
+    /* tasks (the task service, <mesh/tasks.h>) */
+    bool tasks_enabled;
+    int task_replicas;
+    int task_replica_offset_ms;
     /* agents */
     meshd_agent_conf_t agents[MESHD_AGENTS_MAX];
     size_t nagents;
@@ -129,7 +134,8 @@ int meshd_config_check(const meshd_config_t *c, char *err, size_t errlen);
 #define MESHD_PRINT_PEER   0x1
 #define MESHD_PRINT_DAEMON 0x2
 #define MESHD_PRINT_AGENTS 0x4
-#define MESHD_PRINT_ALL    0x7
+#define MESHD_PRINT_TASKS  0x8
+#define MESHD_PRINT_ALL    0xf
 void meshd_config_print(const meshd_config_t *c, FILE *out, unsigned sections);
 
 /*  The agent settings as agent.h takes them (strings borrowed from a). */

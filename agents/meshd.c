@@ -44,6 +44,7 @@ typedef struct {
     bool events, use_stdin, print_config;
     struct ev_loop *loop;
     mesh_peer_t *peer;
+    mesh_taskd_t *taskd; /* the task service (tasks/enabled), or NULL */
     mesh__zre_t *node;
     agent_t *builtin;
     agent_t *agents[MESHD_AGENTS_MAX]; /* the configured ones, as cfg.agents */
@@ -262,6 +263,9 @@ enum {
     OPT_EXEC_AGENT,
     OPT_PLUGIN,
     OPT_GRACE,
+    OPT_TASK_REPLICAS,
+    OPT_TASK_REPLICA_OFFSET,
+    OPT_NO_TASKS,
     OPT_LOG_LEVEL,
     OPT_SYSLOG,
     OPT_EVENTS,
@@ -289,6 +293,9 @@ static const struct option s_options[] = {
     {"exec-agent", required_argument, NULL, OPT_EXEC_AGENT},
     {"plugin", required_argument, NULL, OPT_PLUGIN},
     {"grace", required_argument, NULL, OPT_GRACE},
+    {"task-replicas", required_argument, NULL, OPT_TASK_REPLICAS},
+    {"task-replica-offset", required_argument, NULL, OPT_TASK_REPLICA_OFFSET},
+    {"no-tasks", no_argument, NULL, OPT_NO_TASKS},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"syslog", no_argument, NULL, OPT_SYSLOG},
     {"events", no_argument, NULL, OPT_EVENTS},
@@ -318,6 +325,9 @@ static const struct {
     {OPT_PING_INTERVAL, "peer/ping-interval", NULL},
     {OPT_GROUP, "peer/group", NULL},
     {OPT_GRACE, "daemon/grace", NULL},
+    {OPT_TASK_REPLICAS, "tasks/replicas", NULL},
+    {OPT_TASK_REPLICA_OFFSET, "tasks/replica-offset", NULL},
+    {OPT_NO_TASKS, "tasks/enabled", "false"},
     {OPT_LOG_LEVEL, "daemon/log-level", NULL},
     {OPT_SYSLOG, "daemon/syslog", "true"},
 };
@@ -330,6 +340,7 @@ static void s_usage(FILE *out)
             "             [--seed tcp://HOST:PORT]... [--beacon-interval MS] [--evasive MS]\n"
             "             [--expired MS] [--ping-interval MS] [--group G]... [--header K=V]...\n"
             "             [--exec-agent NAME=DIR]... [--plugin NAME=FILE.so]... [--grace MS]\n"
+            "             [--task-replicas N] [--task-replica-offset MS] [--no-tasks]\n"
             "             [--log-level error|warn|info|debug] [--syslog]\n"
             "             [--events] [--stdin] [--print-config]\n"
             "       meshd --help | --version\n"
@@ -560,6 +571,11 @@ static void s_drain_begin(s_daemon_t *d, const char *why)
         return;
     }
     d->draining = true;
+    if (d->taskd) {
+        /* hand the tasks held here to their other holders before leaving */
+        s_log(d, MESHD_LOG_INFO, "handing off %zu tasks", mesh_taskd_count(d->taskd, NULL));
+        mesh_taskd_destroy(&d->taskd);
+    }
     agent_destroy(&d->builtin, true);
     for (size_t i = 0; i < d->nagents; i++) {
         agent_destroy(&d->agents[i], true);
@@ -644,7 +660,7 @@ static void s_reload(s_daemon_t *d)
         meshd_config_free(&next);
         return;
     }
-    unsigned rest = MESHD_PRINT_PEER | MESHD_PRINT_DAEMON;
+    unsigned rest = MESHD_PRINT_PEER | MESHD_PRINT_DAEMON | MESHD_PRINT_TASKS;
     char *was = s_print_sections(&d->cfg, rest), *now = s_print_sections(&next, rest);
     if (was && now && strcmp(was, now) != 0) {
         s_log(d, MESHD_LOG_WARN,
@@ -872,6 +888,7 @@ static int s_create(s_daemon_t *d)
 
 static void s_cleanup(s_daemon_t *d)
 {
+    mesh_taskd_destroy(&d->taskd);
     s_agents_destroy(d, false);
     if (d->loop) {
         s_retired_destroy(d);
@@ -942,6 +959,18 @@ int main(int argc, char **argv)
             rc = MESH_EXIT_FAILURE;
         }
     }
+    if (rc == MESH_EXIT_OK && d.cfg.tasks_enabled) {
+        mesh_taskd_config_t tc;
+        mesh_taskd_config_init(&tc);
+        tc.loop = d.loop;
+        tc.replicas = (unsigned)d.cfg.task_replicas;
+        tc.replica_offset_ms = d.cfg.task_replica_offset_ms;
+        d.taskd = mesh_taskd_new(d.peer, &tc);
+        if (!d.taskd) {
+            s_log(&d, MESHD_LOG_ERROR, "the task service could not be started");
+            rc = MESH_EXIT_FAILURE;
+        }
+    }
     if (rc == MESH_EXIT_OK && d.use_stdin && !(d.line = malloc(S_LINE_MAX))) {
         rc = MESH_EXIT_FAILURE;
     }
@@ -973,6 +1002,7 @@ int main(int argc, char **argv)
     ev_run(d.loop, 0);
 
     s_log(&d, MESHD_LOG_INFO, "stopped");
+    mesh_taskd_destroy(&d.taskd);
     mesh__peer_set_observer(d.peer, NULL, NULL);
     mesh_peer_destroy(&d.peer);
     if (d.events) {

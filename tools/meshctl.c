@@ -159,6 +159,7 @@ static void s_usage(FILE *out)
             "  sub PATTERN             print what is published, as JSON lines, until Ctrl-C\n"
             "  watch                   a live view of peers, load and services (q quits)\n"
             "  ping PEER               round trip of /sys/ping on one peer (name or id)\n"
+            "  task submit|status|cancel|list   scheduled tasks (see docs/tasks.md)\n"
             "  ring [KEY]              the ring: members, shares, digest; KEY: its owners\n"
             "discovery options (all commands):\n"
             "  --realm NAME  --iface IFACE  --beacon-port PORT  --port PORT  --no-beacon\n"
@@ -1799,9 +1800,14 @@ static int s_run(s_opts_t *o)
     return c.exit_code;
 }
 
+int meshctl_task_main(int argc, char **argv); /* meshctl_task.c */
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
+    if (argc >= 2 && strcmp(argv[1], "task") == 0) {
+        return meshctl_task_main(argc - 1, argv + 1); /* task submit|status|cancel|list */
+    }
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0 ||
         strcmp(argv[1], "-h") == 0) {
         s_usage(argc < 2 ? stderr : stdout);

@@ -7,6 +7,7 @@
 #include "defaults.h"
 #include "error.h"
 #include "peer.h"
+#include "tasks.h"
 
 #define MESH_VERSION_MAJOR 0
 #define MESH_VERSION_MINOR 1
