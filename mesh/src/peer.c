@@ -97,6 +97,7 @@ typedef struct s_call {
     mesh__custom_sel_fn *custom;
     void *custom_arg;
     bool idempotent;
+    uint32_t attempt_base; /* added to the attempt number the provider sees */
     uint32_t timeout_ms;
     int64_t deadline;
     unsigned attempt;
@@ -1048,6 +1049,7 @@ static int s_call_options(mesh_peer_t *self, s_call_t *call, const mesh_call_opt
         call->timeout_ms = (uint32_t)opts->timeout_ms;
     }
     call->idempotent = opts->idempotent;
+    call->attempt_base = opts->attempt_base;
     if (opts->selector) {
         int kind = mesh__select_kind_from_name(opts->selector);
         if (kind < 0) {
@@ -1180,8 +1182,8 @@ static int s_call_dispatch(mesh_peer_t *self, s_call_t *call, int64_t now)
         uint32_t flags = MESH_REQ_CALL | (call->idempotent ? MESH_REQ_IDEMPOTENT : 0);
         mesh__buf_clear(&self->out);
         mesh__env_encode_request(&self->out, call->id, flags, call->path,
-                                 left > 0 ? (uint32_t)left : 1, call->key, call->attempt + 1,
-                                 call->data, call->size);
+                                 left > 0 ? (uint32_t)left : 1, call->key,
+                                 call->attempt_base + call->attempt + 1, call->data, call->size);
         if (self->out.failed) {
             return MESH_ERR_NOMEM;
         }

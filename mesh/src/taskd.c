@@ -10,9 +10,9 @@
     (s_meta_t): the task's replica count (not part of the record) and the id
     of the peer running its current attempt (for takeover).
 
-    TODO(attempt): the handler of a task's path is not told the task's
-    attempt number yet (mesh_request_attempt is the call's attempt); it is
-    kept in the record only until the lead decides how to carry it. */
+    The handler of a task's path learns the task's attempt number from
+    mesh_request_attempt() (exec agents: MESH_ATTEMPT): the call carries
+    attempt_base = attempt - 1. */
 #include <mesh/mesh.h>
 
 #include "tasks.h"
@@ -679,7 +679,7 @@ static void s_start(mesh_taskd_t *self, mesh__task_t *t)
     if (p) {
         memcpy(p->id, id, sizeof id);
         p->attempt = attempt;
-        mesh_call_opts_t o = {.selector = self->selector};
+        mesh_call_opts_t o = {.selector = self->selector, .attempt_base = attempt - 1};
         rc = mesh_peer_call(self->peer, info.path, info.payload, info.payload_size, &o,
                             s_on_run_reply, p);
         if (rc != 0) {

@@ -40,6 +40,7 @@ static mesh_taskd_t *g_taskd[NPEERS];
 /*  What the handlers saw. */
 static int g_runs;        /* executions of /work, any payload */
 static int g_runs_of[16]; /* per payload "0".."15" */
+static unsigned g_attempts_seen[8]; /* mesh_request_attempt() of each run, in order */
 static bool g_fail;       /* /work replies an error */
 static bool g_hold_first; /* /work never answers its first request (held until teardown) */
 
@@ -85,6 +86,9 @@ static void s_work(mesh_peer_t *peer, mesh_request_t *req, void *arg)
 {
     (void)peer;
     (void)arg;
+    if (g_runs < 8) {
+        g_attempts_seen[g_runs] = mesh_request_attempt(req);
+    }
     g_runs++;
     char buf[8] = {0};
     size_t n = mesh_request_size(req);
@@ -112,6 +116,7 @@ static void s_init(void)
     memset(g_taskd, 0, sizeof g_taskd);
     g_runs = 0;
     memset(g_runs_of, 0, sizeof g_runs_of);
+    memset(g_attempts_seen, 0, sizeof g_attempts_seen);
     g_fail = false;
     g_hold_first = false;
     g_submits = 0;
@@ -300,6 +305,10 @@ Test(taskd, failures_retry_with_backoff_then_fail)
     cr_expect_eq(g_runs_of[3], 3);
     cr_expect_str_eq(s_status(0, id), "failed");
     cr_expect_eq(g_status_attempt, 3);
+    /* each run told the handler its task attempt number */
+    cr_expect_eq(g_attempts_seen[0], 1);
+    cr_expect_eq(g_attempts_seen[1], 2);
+    cr_expect_eq(g_attempts_seen[2], 3);
     s_end();
 }
 

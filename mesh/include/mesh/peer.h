@@ -179,6 +179,8 @@ typedef struct {
     size_t ntags;
     int timeout_ms;           /* 0: the peer's default */
     bool idempotent;          /* if its provider is lost, retry on another */
+    unsigned attempt_base;    /* the handler's mesh_request_attempt() counts from
+                                 attempt_base + 1 (a task's Nth run passes N - 1) */
 } mesh_call_opts_t;
 
 typedef struct {
