@@ -1,5 +1,6 @@
 /*  cli.c: plumbing shared by meshd and meshctl. */
 #include "cli.h"
+#include "jsonpack.h"
 
 #include <mesh/mesh.h>
 
@@ -181,6 +182,25 @@ json_t *mesh_cli_peer_json(const mesh__zre_peer_t *peer)
     return json_pack("{s:s, s:o, s:s, s:o, s:o}", "id", mesh__zre_peer_uuid_str(peer), "name",
                      mesh_cli_json_bytes(name, strlen(name)), "endpoint",
                      mesh__zre_peer_endpoint(peer), "groups", groups, "headers", headers);
+}
+
+int mesh_cli_payload_encode(json_t *value, size_t max, uint8_t **out, size_t *len,
+                            const char *prog)
+{
+    char err[256];
+    int rc = jsonpack_from_json(value, out, len, err, sizeof err);
+    json_decref(value);
+    if (rc != 0) {
+        fprintf(stderr, "%s: cannot encode the payload: %s\n", prog, err);
+        return MESH_EXIT_USAGE;
+    }
+    if (*len > max) {
+        fprintf(stderr, "%s: the payload is over %zu bytes once encoded\n", prog, max);
+        free(*out);
+        *out = NULL;
+        return MESH_EXIT_USAGE;
+    }
+    return 0;
 }
 
 int64_t mesh_cli_now_ms(void)

@@ -87,6 +87,12 @@ json_t *mesh_cli_json_bytes(const void *data, size_t len);
 /*  {"id","name","endpoint","groups":[..],"headers":{..}} (new reference). */
 json_t *mesh_cli_peer_json(const mesh__zre_peer_t *peer);
 
+/*  Encodes a JSON payload as msgpack for the mesh (value is consumed).
+    Returns 0 with a fresh buffer in *out, or MESH_EXIT_USAGE after printing
+    why (not encodable, or over max bytes once encoded). */
+int mesh_cli_payload_encode(json_t *value, size_t max, uint8_t **out, size_t *len,
+                            const char *prog);
+
 /*  Monotonic milliseconds. */
 int64_t mesh_cli_now_ms(void);
 

@@ -486,20 +486,7 @@ static int s_payload_prepare(const s_opts_t *o, uint8_t **out, size_t *len)
     } else {
         value = json_null();
     }
-    char err[S_ERR_LEN];
-    int rc = jsonpack_from_json(value, out, len, err, sizeof err);
-    json_decref(value);
-    if (rc != 0) {
-        fprintf(stderr, "%s: cannot encode the payload: %s\n", S_PROG, err);
-        return MESH_EXIT_USAGE;
-    }
-    if (*len > S_PAYLOAD_MAX) {
-        fprintf(stderr, "%s: the payload is over %zu bytes once encoded\n", S_PROG, S_PAYLOAD_MAX);
-        free(*out);
-        *out = NULL;
-        return MESH_EXIT_USAGE;
-    }
-    return 0;
+    return mesh_cli_payload_encode(value, S_PAYLOAD_MAX, out, len, S_PROG);
 }
 
 /*  A payload from the mesh as JSON (new reference): msgpack decoded; with

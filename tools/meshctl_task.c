@@ -313,20 +313,7 @@ static int s_payload(const char *json, uint8_t **out, size_t *len)
                 jerr.column, jerr.text);
         return MESH_EXIT_USAGE;
     }
-    char err[256];
-    int rc = jsonpack_from_json(v, out, len, err, sizeof err);
-    json_decref(v);
-    if (rc != 0) {
-        fprintf(stderr, "%s: cannot encode the payload: %s\n", S_PROG, err);
-        return MESH_EXIT_USAGE;
-    }
-    if (*len > S_PAYLOAD_MAX) {
-        fprintf(stderr, "%s: the payload is over %d bytes once encoded\n", S_PROG, S_PAYLOAD_MAX);
-        free(*out);
-        *out = NULL;
-        return MESH_EXIT_USAGE;
-    }
-    return 0;
+    return mesh_cli_payload_encode(v, S_PAYLOAD_MAX, out, len, S_PROG);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -1245,16 +1245,28 @@ static int s_check_path(const char *path)
     return strlen(path) > MESH_CODEC_PATH_MAX ? MESH_ERR_TOOLONG : 0;
 }
 
-int mesh_peer_call(mesh_peer_t *self, const char *path, const void *data, size_t size,
-                   const mesh_call_opts_t *opts, mesh_reply_fn *cb, void *arg)
+/*  The checks every request entry point (call, cast, fan-out) makes, in
+    order: arguments, then state. needs_cb: a completion callback is required. */
+static int s_check_request(const mesh_peer_t *self, const char *path, const void *data,
+                           size_t size, bool has_cb, bool needs_cb)
 {
     int rc = s_check_path(path);
     rc = rc ? rc : s_check_payload(size);
-    if (rc != 0 || !cb || (size && !data)) {
+    if (rc != 0 || (needs_cb && !has_cb) || (size && !data)) {
         return rc ? rc : MESH_ERR_INVAL;
     }
     if (!self->running || self->stopped || self->closing) {
         return MESH_ERR_STATE;
+    }
+    return 0;
+}
+
+int mesh_peer_call(mesh_peer_t *self, const char *path, const void *data, size_t size,
+                   const mesh_call_opts_t *opts, mesh_reply_fn *cb, void *arg)
+{
+    int rc = s_check_request(self, path, data, size, cb != NULL, true);
+    if (rc != 0) {
+        return rc;
     }
     s_call_t *call = s_call_new(self, path, data, size);
     if (!call) {
@@ -1283,13 +1295,9 @@ int mesh_peer_call(mesh_peer_t *self, const char *path, const void *data, size_t
 int mesh_peer_cast(mesh_peer_t *self, const char *path, const void *data, size_t size,
                    const mesh_call_opts_t *opts)
 {
-    int rc = s_check_path(path);
-    rc = rc ? rc : s_check_payload(size);
-    if (rc != 0 || (size && !data)) {
-        return rc ? rc : MESH_ERR_INVAL;
-    }
-    if (!self->running || self->stopped || self->closing) {
-        return MESH_ERR_STATE;
+    int rc = s_check_request(self, path, data, size, false, false);
+    if (rc != 0) {
+        return rc;
     }
     s_call_t tmp;
     memset(&tmp, 0, sizeof tmp);
@@ -1339,13 +1347,9 @@ int mesh_peer_cast(mesh_peer_t *self, const char *path, const void *data, size_t
 int mesh_peer_fanout(mesh_peer_t *self, const char *path, const void *data, size_t size,
                      const mesh_call_opts_t *opts, mesh_gather_fn *cb, void *arg)
 {
-    int rc = s_check_path(path);
-    rc = rc ? rc : s_check_payload(size);
-    if (rc != 0 || !cb || (size && !data)) {
-        return rc ? rc : MESH_ERR_INVAL;
-    }
-    if (!self->running || self->stopped || self->closing) {
-        return MESH_ERR_STATE;
+    int rc = s_check_request(self, path, data, size, cb != NULL, true);
+    if (rc != 0) {
+        return rc;
     }
     s_call_t *call = s_call_new(self, path, data, size);
     if (!call) {
