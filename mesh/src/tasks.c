@@ -86,6 +86,9 @@ struct s_limiter {
     size_t path_len;
     uint64_t hash;
     bool active;
+    bool granted;     /* tokens come from mesh__tasks_grant, not the bucket */
+    uint32_t credits; /* granted tokens not used yet */
+    size_t nwaiting;
     mesh__tokenbucket_t bucket;
     mesh__task_t *head, *tail;  /* waiting, oldest first */
     s_limiter_t *bprev, *bnext; /* on the blocked list while head != NULL */
@@ -521,6 +524,7 @@ static void s_wait_push(mesh__tasks_t *self, s_limiter_t *l, mesh__task_t *t)
     }
     t->waiting = true;
     t->limiter = l;
+    l->nwaiting++;
     t->wnext = NULL;
     t->wprev = l->tail;
     if (l->tail) {
@@ -550,9 +554,24 @@ static void s_wait_remove(mesh__tasks_t *self, mesh__task_t *t)
     t->wprev = t->wnext = NULL;
     t->waiting = false;
     t->limiter = NULL;
+    l->nwaiting--;
     if (!l->head) {
         s_blocked_unlink(self, l);
+        l->credits = 0; /* grants are for the tasks that waited, not for later ones */
     }
+}
+
+/*  A token for one start: from the bucket, or from the grants. */
+static bool s_token(s_limiter_t *l, int64_t now)
+{
+    if (l->granted) {
+        if (l->credits == 0) {
+            return false;
+        }
+        l->credits--;
+        return true;
+    }
+    return mesh__tokenbucket_take(&l->bucket, now);
 }
 
 static s_limiter_t *s_limiter_of(const mesh__tasks_t *self, const mesh__task_t *t)
@@ -1049,6 +1068,12 @@ int64_t mesh__tasks_next_deadline(const mesh__tasks_t *self, int64_t now)
         }
     }
     for (const s_limiter_t *l = self->blocked; l; l = l->bnext) {
+        if (l->granted) {
+            if (l->credits > 0 && now < d) {
+                d = now; /* granted tokens wait for due() */
+            }
+            continue;
+        }
         int64_t at = mesh__tokenbucket_next(&l->bucket);
         if (at < d) {
             d = at;
@@ -1087,7 +1112,7 @@ size_t mesh__tasks_due(mesh__tasks_t *self, int64_t now, mesh__task_t **out, siz
                 s_finalize(self, t, MESH_TASK_EXPIRED, now);
                 continue;
             }
-            if (!mesh__tokenbucket_take(&l->bucket, now)) {
+            if (!s_token(l, now)) {
                 break;
             }
             s_start(self, t, now);
@@ -1102,7 +1127,7 @@ size_t mesh__tasks_due(mesh__tasks_t *self, int64_t now, mesh__task_t **out, siz
             continue;
         }
         s_limiter_t *l = s_limiter_of(self, t);
-        if (l && (l->head || !mesh__tokenbucket_take(&l->bucket, now))) {
+        if (l && (l->head || !s_token(l, now))) {
             s_heap_remove(self, S_HEAP_DUE, t);
             s_wait_push(self, l, t);
             self->stats.rate_waits++;
@@ -1326,6 +1351,8 @@ int mesh__tasks_set_ratelimit(mesh__tasks_t *self, const char *path, const mesh_
                 s_heap_push(self, S_HEAP_DUE, t, t->eff_due);
             }
             l->active = false;
+            l->granted = false;
+            l->credits = 0;
             self->active_limiters--;
         }
         return 0;
@@ -1353,7 +1380,70 @@ int mesh__tasks_set_ratelimit(mesh__tasks_t *self, const char *path, const mesh_
         l->active = true;
         self->active_limiters++;
     }
+    l->granted = false;
+    l->credits = 0;
     mesh__tokenbucket_init(&l->bucket, rl, now);
+    return 0;
+}
+
+static s_limiter_t *s_limiter_named(const mesh__tasks_t *self, const char *path)
+{
+    size_t len = path ? strnlen(path, MESH_TASKS_PATH_MAX + 1) : 0;
+    if (len == 0 || len > MESH_TASKS_PATH_MAX) {
+        return NULL;
+    }
+    s_limiter_t *l = s_find_limiter(self, path, len, s_hash(self, path, len));
+    return l && l->active ? l : NULL;
+}
+
+int mesh__tasks_set_granted(mesh__tasks_t *self, const char *path, int64_t now)
+{
+    static const mesh__ratelimit_t any = {.count = 1, .period_ms = 1000};
+    int rc = mesh__tasks_set_ratelimit(self, path, &any, now);
+    if (rc == 0) {
+        s_limiter_named(self, path)->granted = true;
+    }
+    return rc;
+}
+
+int mesh__tasks_grant(mesh__tasks_t *self, const char *path, uint32_t n)
+{
+    s_limiter_t *l = s_limiter_named(self, path);
+    if (!l || !l->granted) {
+        return MESH_ERR_NOTFOUND;
+    }
+    if (l->head) { /* with nobody waiting, tokens would serve later tasks: dropped */
+        l->credits = n > UINT32_MAX - l->credits ? UINT32_MAX : l->credits + n;
+    }
+    return 0;
+}
+
+size_t mesh__tasks_waiting(const mesh__tasks_t *self, const char *path)
+{
+    const s_limiter_t *l = s_limiter_named(self, path);
+    return l ? l->nwaiting : 0;
+}
+
+int mesh__tasks_requeue(mesh__tasks_t *self, const uint8_t *id, uint32_t attempt, int64_t delay_ms,
+                        int64_t now)
+{
+    mesh__task_t *t;
+    int rc = s_lookup(self, id, &t);
+    if (rc != 0) {
+        return rc;
+    }
+    if (t->state != MESH_TASK_RUNNING || t->attempt != attempt || delay_ms < 0 ||
+        delay_ms > MESH_TASKS_TIME_MAX_MS) {
+        return t->state != MESH_TASK_RUNNING || t->attempt != attempt ? MESH_ERR_STATE
+                                                                      : MESH_ERR_INVAL;
+    }
+    self->stats.requeued++;
+    if (t->cancel_requested) {
+        s_finalize(self, t, MESH_TASK_CANCELLED, now);
+    } else {
+        /* due at now + delay here, whatever this holder's rank */
+        s_reschedule(self, t, now + delay_ms - (int64_t)t->replica * self->cfg.replica_offset_ms);
+    }
     return 0;
 }
 

@@ -233,6 +233,28 @@ int mesh__tasks_remove(mesh__tasks_t *self, const uint8_t *id);
 int mesh__tasks_set_ratelimit(mesh__tasks_t *self, const char *path, const mesh__ratelimit_t *rl,
                               int64_t now);
 
+/*  A cluster-wide limit of path: its tasks wait (as over a local limit)
+    until tokens come from mesh__tasks_grant (the caller asks the limit's
+    owner for them; mesh__tasks_waiting says how many to ask for). Replaces
+    a local limit of the path; mesh__tasks_set_ratelimit(path, NULL)
+    removes either. 0 or as set_ratelimit. */
+int mesh__tasks_set_granted(mesh__tasks_t *self, const char *path, int64_t now);
+/*  n tokens for the waiting tasks of a granted path (oldest first, at the
+    next due()). Tokens left when no task waits any more are dropped, so a
+    grant never serves tasks that came due later. 0 or MESH_ERR_NOTFOUND
+    (the path has no granted limit). */
+int mesh__tasks_grant(mesh__tasks_t *self, const char *path, uint32_t n);
+/*  Tasks of path waiting for a token (0: none, or no limit). O(1). */
+size_t mesh__tasks_waiting(const mesh__tasks_t *self, const char *path);
+
+/*  The run of attempt `attempt` was lost before its handler could finish
+    (its provider was lost, nobody took it): the task is SCHEDULED again,
+    due delay_ms from now at this holder whatever its rank; the attempt
+    does not count as a failure. CANCELLED instead if a cancel was asked.
+    0, NOTFOUND, STATE (not RUNNING that attempt), INVAL (delay). */
+int mesh__tasks_requeue(mesh__tasks_t *self, const uint8_t *id, uint32_t attempt, int64_t delay_ms,
+                        int64_t now);
+
 /*  Counts and iteration. list writes up to cap tasks in state (-1: any)
     and returns how many there are; next iterates all (*pos starts at 0;
     NULL at the end; no mutation in between). */
@@ -254,6 +276,7 @@ typedef struct {
     uint64_t rate_waits; /* a task found its path's bucket empty */
     uint64_t standdowns;
     uint64_t takeovers;
+    uint64_t requeued; /* lost runs scheduled again (mesh__tasks_requeue) */
     uint64_t double_starts; /* standdown for an attempt running here */
     uint64_t imported;
     uint64_t import_stale; /* record older than the task held */

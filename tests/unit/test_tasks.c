@@ -761,6 +761,78 @@ Test(ratelimit, waiting_tasks_expire_cancel_and_are_released)
     mesh__tasks_destroy(&q);
 }
 
+Test(ratelimit, granted_tokens_start_waiting_tasks_oldest_first_and_no_more)
+{
+    mesh__tasks_t *q = s_queue(T_SEED, 0, NULL);
+    cr_assert_eq(mesh__tasks_set_granted(q, T_PATH, 0), 0);
+    cr_assert_eq(mesh__tasks_grant(q, "/other", 1), MESH_ERR_NOTFOUND);
+    mesh__task_t *t[5];
+    for (int i = 0; i < 5; i++) {
+        t[i] = s_add(q, &(mesh__task_spec_t){.path = T_PATH}, i);
+    }
+    mesh__task_t *out[8];
+    cr_assert_eq(mesh__tasks_due(q, 10, out, 8), 0, "no token without a grant");
+    cr_assert_eq(mesh__tasks_waiting(q, T_PATH), 5);
+    cr_assert_eq(mesh__tasks_next_deadline(q, 10), INT64_MAX, "grants are asked for, not awaited");
+    cr_assert_eq(mesh__tasks_grant(q, T_PATH, 2), 0);
+    cr_assert_eq(mesh__tasks_next_deadline(q, 10), 10, "tokens in hand: due now");
+    cr_assert_eq(mesh__tasks_due(q, 10, out, 8), 2);
+    cr_assert(out[0] == t[0] && out[1] == t[1], "oldest first");
+    cr_assert_eq(mesh__tasks_waiting(q, T_PATH), 3);
+    cr_assert_eq(mesh__tasks_due(q, 5000, out, 8), 0, "time alone brings no token");
+    /* more tokens than waiting tasks: the rest is dropped, not kept for later tasks */
+    cr_assert_eq(mesh__tasks_grant(q, T_PATH, 10), 0);
+    cr_assert_eq(mesh__tasks_due(q, 5000, out, 8), 3);
+    cr_assert_eq(mesh__tasks_waiting(q, T_PATH), 0);
+    s_add(q, &(mesh__task_spec_t){.path = T_PATH}, 5000);
+    cr_assert_eq(mesh__tasks_due(q, 5000, out, 8), 0, "left-over tokens were dropped");
+    cr_assert_eq(mesh__tasks_grant(q, T_PATH, 1), 0);
+    cr_assert_eq(mesh__tasks_due(q, 5000, out, 8), 1);
+    /* a grant with nobody waiting is dropped too */
+    cr_assert_eq(mesh__tasks_grant(q, T_PATH, 3), 0);
+    s_add(q, &(mesh__task_spec_t){.path = T_PATH}, 5000);
+    cr_assert_eq(mesh__tasks_due(q, 5000, out, 8), 0);
+    /* removing the limit releases the waiting */
+    cr_assert_eq(mesh__tasks_set_ratelimit(q, T_PATH, NULL, 5000), 0);
+    cr_assert_eq(mesh__tasks_due(q, 5000, out, 8), 1);
+    cr_assert_eq(mesh__tasks_grant(q, T_PATH, 1), MESH_ERR_NOTFOUND);
+    mesh__tasks_destroy(&q);
+}
+
+Test(tasks, requeue_a_lost_run_without_counting_a_failure)
+{
+    mesh__tasks_t *q = s_queue(T_SEED, 0, NULL);
+    mesh__task_spec_t spec = s_spec(0);
+    spec.max_attempts = 1;
+    spec.replica = 1; /* a holder that took over: the requeue ignores its offset */
+    mesh__task_t *t = s_add(q, &spec, 0);
+    const uint8_t *id = mesh__task_id(t);
+    int64_t off = MESH_TASKS_DEFAULT_REPLICA_OFFSET_MS;
+    cr_assert_eq(s_due(q, off), 1);
+    cr_assert_eq(mesh__tasks_requeue(q, id, 2, 100, off), MESH_ERR_STATE, "not that attempt");
+    cr_assert_eq(mesh__tasks_requeue(q, id, 1, -1, off), MESH_ERR_INVAL);
+    cr_assert_eq(mesh__tasks_requeue(q, id, 1, 100, off), 0);
+    mesh__task_info_t i = s_info(t);
+    cr_assert_eq(i.state, MESH_TASK_SCHEDULED);
+    cr_assert_eq(i.failures, 0);
+    cr_assert_eq(i.effective_due, off + 100);
+    cr_assert_eq(s_due(q, off + 99), 0);
+    cr_assert_eq(s_due(q, off + 100), 1);
+    cr_assert_eq(s_info(t).attempt, 2, "the lost run was an attempt, not a failure");
+    cr_assert_eq(mesh__tasks_finished(q, id, 2, true, "ok", 2, off + 200), 0);
+    cr_assert_eq(mesh__task_state(t), MESH_TASK_SUCCEEDED, "max_attempts 1 still succeeds");
+    cr_assert_eq(mesh__tasks_requeue(q, id, 2, 0, off + 300), MESH_ERR_STATE);
+    cr_assert_eq(mesh__tasks_stats(q)->requeued, 1);
+
+    /* a cancel asked while it ran ends it */
+    mesh__task_t *c = s_add(q, &(mesh__task_spec_t){.path = T_PATH}, 0);
+    cr_assert_eq(s_due(q, 0), 1);
+    cr_assert_eq(mesh__tasks_cancel(q, mesh__task_id(c), 1), 0);
+    cr_assert_eq(mesh__tasks_requeue(q, mesh__task_id(c), 1, 0, 2), 0);
+    cr_assert_eq(mesh__task_state(c), MESH_TASK_CANCELLED);
+    mesh__tasks_destroy(&q);
+}
+
 /* ------------------------------------------------------------------------ */
 /* records */
 
