@@ -42,6 +42,7 @@
 /*  REQUEST flags. */
 #define MESH_REQ_CALL       0x01 /* a reply is expected (else: cast) */
 #define MESH_REQ_IDEMPOTENT 0x02 /* may be retried on another provider */
+#define MESH_REQ_ONCE       0x04 /* with a key: one run per (path, key) (protocol §11.6.7) */
 
 /*  SERVICES entry flags. */
 #define MESH_SVC_INACTIVE 0x01 /* advertised but its active predicate is false */

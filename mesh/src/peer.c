@@ -97,6 +97,7 @@ typedef struct s_call {
     mesh__custom_sel_fn *custom;
     void *custom_arg;
     bool idempotent;
+    bool once;             /* a key was given with opts.once: REQUEST flag ONCE */
     uint32_t attempt_base; /* added to the attempt number the provider sees */
     uint32_t timeout_ms;
     int64_t deadline;
@@ -115,8 +116,30 @@ typedef struct s_call {
     size_t heap_idx;
 } s_call_t;
 
+/*  A "once" request at its provider: the ledger's entry for (path, key).
+    See the section "once" requests below. */
+typedef struct {
+    uint8_t uuid[MESH_ZRE_UUID_SIZE];
+    uint64_t id;
+} s_waiter_t;
+
+typedef struct s_once {
+    uint64_t hash;
+    struct s_once *chain;         /* next in its bucket */
+    struct s_once *prev, *next;   /* DONE: the expiry list, oldest first */
+    bool done;                    /* false: RUNNING */
+    int64_t expires;              /* DONE: replayed until then */
+    uint8_t *data;                /* DONE: a copy of the reply payload (NULL when empty) */
+    size_t size;                  /* its length */
+    s_waiter_t *waiters;          /* RUNNING: copies that get the run's reply */
+    size_t nwaiters, waiters_cap; /* how many, and the array's room */
+    size_t plen, klen;            /* path and key lengths */
+    char text[];                  /* the path's plen bytes, then the key's klen bytes */
+} s_once_t;
+
 struct mesh_request {
     mesh_peer_t *peer;
+    s_once_t *once; /* the ledger entry this request runs for, or NULL */
     uint64_t id;
     uint32_t flags;
     unsigned attempt;
@@ -198,6 +221,12 @@ struct mesh_peer {
     /* requests being handled here */
     mesh_request_t *open;
     uint64_t inflight;
+    /* "once" requests: (path, key) -> entry (chained buckets), and the DONE
+       entries in the order they expire */
+    s_once_t **once_table;
+    size_t once_cap, nonce;
+    s_once_t *once_head, *once_tail;
+    size_t once_bytes; /* reply payloads the DONE entries keep */
     /* envelopes to ourselves */
     s_local_t *local_head, *local_tail;
     /* scratch */
@@ -705,9 +734,12 @@ static void s_ring_on_status(mesh_peer_t *self, const mesh__member_t *from, uint
     }
 }
 
+static void s_once_purge(mesh_peer_t *self, int64_t now);
+
 static void s_ping(mesh_peer_t *self)
 {
     s_drop_silent_targets(self, s_now());
+    s_once_purge(self, s_now());
     s_check_active(self);
     double load = s_load(self);
     double fitness = 0;
@@ -1076,6 +1108,7 @@ static int s_call_options(mesh_peer_t *self, s_call_t *call, const mesh_call_opt
     if (opts->key && !(call->key = strdup(opts->key))) {
         return MESH_ERR_NOMEM;
     }
+    call->once = opts->once && opts->key; /* only calls send it (s_call_dispatch) */
     if (call->kind == MESH_SEL_DIRECT) {
         if (!opts->peer) {
             return MESH_ERR_INVAL;
@@ -1155,31 +1188,43 @@ static bool s_tried_push(s_call_t *call, const uint8_t *uuid)
     return true;
 }
 
+/*  Runs the call's selector once over the candidates not tried yet: 0 (the
+    choice in *member), MESH_ERR_NOPROVIDER, or MESH_ERR_NOMEM. Sends nothing. */
+static int s_call_select(mesh_peer_t *self, const s_call_t *call, int64_t now,
+                         const mesh__member_t **member)
+{
+    const mesh__member_t *stack[MESH_CALL_TRIED_INLINE + 1];
+    const mesh__member_t **exclude = call->ntried < MESH_CALL_TRIED_INLINE
+                                         ? stack
+                                         : malloc((call->ntried + 1) * sizeof *exclude);
+    if (!exclude) {
+        return MESH_ERR_NOMEM;
+    }
+    mesh__select_t sel;
+    s_selection(self, call, &sel, exclude);
+    const mesh__route_t *route = mesh__select_one(self->rt, call->path, &sel, now);
+    if (exclude != stack) {
+        free(exclude);
+    }
+    *member = route ? route->member : NULL;
+    return route ? 0 : MESH_ERR_NOPROVIDER;
+}
+
 static int s_call_dispatch(mesh_peer_t *self, s_call_t *call, int64_t now)
 {
     for (;;) {
-        const mesh__member_t *stack[MESH_CALL_TRIED_INLINE + 1];
-        const mesh__member_t **exclude =
-            call->ntried < MESH_CALL_TRIED_INLINE ? stack : malloc((call->ntried + 1) * sizeof *exclude);
-        if (!exclude) {
-            return MESH_ERR_NOMEM;
+        const mesh__member_t *m;
+        int rc = s_call_select(self, call, now, &m);
+        if (rc != 0) {
+            return rc;
         }
-        mesh__select_t sel;
-        s_selection(self, call, &sel, exclude);
-        const mesh__route_t *route = mesh__select_one(self->rt, call->path, &sel, now);
-        if (exclude != stack) {
-            free(exclude);
-        }
-        if (!route) {
-            return MESH_ERR_NOPROVIDER;
-        }
-        const mesh__member_t *m = route->member;
         if (!s_tried_push(call, mesh__member_uuid(m))) {
             return MESH_ERR_NOMEM;
         }
         s_target_set(&call->targets[0], m);
         int64_t left = call->deadline - now;
-        uint32_t flags = MESH_REQ_CALL | (call->idempotent ? MESH_REQ_IDEMPOTENT : 0);
+        uint32_t flags = MESH_REQ_CALL | (call->idempotent ? MESH_REQ_IDEMPOTENT : 0) |
+                         (call->once ? MESH_REQ_ONCE : 0);
         mesh__buf_clear(&self->out);
         mesh__env_encode_request(&self->out, call->id, flags, call->path,
                                  left > 0 ? (uint32_t)left : 1, call->key,
@@ -1187,7 +1232,7 @@ static int s_call_dispatch(mesh_peer_t *self, s_call_t *call, int64_t now)
         if (self->out.failed) {
             return MESH_ERR_NOMEM;
         }
-        int rc = s_send_to(self, mesh__member_uuid(m));
+        rc = s_send_to(self, mesh__member_uuid(m));
         if (rc == 0) {
             call->attempt++; /* attempts count requests that went out */
             self->stats.requests_out++;
@@ -1292,6 +1337,36 @@ int mesh_peer_call(mesh_peer_t *self, const char *path, const void *data, size_t
     return 0;
 }
 
+/*  Frees what s_call_options put in a call that lives on the stack. */
+static void s_call_options_clear(s_call_t *call)
+{
+    free(call->key);
+    s_strv_free(call->tags, call->ntags);
+}
+
+int mesh_peer_pick(mesh_peer_t *self, const char *path, const mesh_call_opts_t *opts, char *id_out)
+{
+    /* id_out is required as a call's callback is: an argument error first */
+    int rc = s_check_request(self, path, NULL, 0, id_out != NULL, true);
+    if (rc != 0) {
+        return rc;
+    }
+    /* a call's first attempt, up to the send */
+    s_call_t tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.path = (char *)path;
+    rc = s_call_options(self, &tmp, opts, false);
+    const mesh__member_t *m = NULL;
+    if (rc == 0) {
+        rc = s_call_select(self, &tmp, s_now(), &m);
+    }
+    if (rc == 0) {
+        memcpy(id_out, mesh__member_uuid_str(m), 2 * MESH_ZRE_UUID_SIZE + 1);
+    }
+    s_call_options_clear(&tmp);
+    return rc;
+}
+
 int mesh_peer_cast(mesh_peer_t *self, const char *path, const void *data, size_t size,
                    const mesh_call_opts_t *opts)
 {
@@ -1339,8 +1414,7 @@ int mesh_peer_cast(mesh_peer_t *self, const char *path, const void *data, size_t
     if (all != &one) {
         free(all);
     }
-    free(tmp.key);
-    s_strv_free(tmp.tags, tmp.ntags);
+    s_call_options_clear(&tmp);
     return rc;
 }
 
@@ -1462,6 +1536,241 @@ static void s_on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* ------------------------------------------------------------------------ */
+/* "once" requests: the provider's ledger
+
+   A call that carries the ONCE flag and a key runs at most once at a time
+   here per (path, key), and a success is remembered. Its entry is RUNNING
+   while the request its handler got is open: copies that arrive meanwhile
+   do not reach the handler but wait, and get the run's reply, whatever it
+   is. A success (status 0) makes the entry DONE with a copy of the reply
+   payload, replayed at once to every copy for MESH_ONCE_RETENTION_MS; any
+   other end (an error, a rejection, the request freed unfinished) deletes
+   the entry, so that the next copy runs the handler again.
+
+   Entries are found by a chained hash of (path, key). DONE entries are also
+   listed in the order they finished, which (one retention for all) is the
+   order they expire in: purging the expired (on every new ONCE request and
+   every ping) and evicting the oldest past MESH_ONCE_ENTRIES_MAX or
+   MESH_ONCE_BYTES_MAX take them from the head, at a constant cost per
+   entry. RUNNING entries are never evicted: they are bounded by the open
+   requests. When every entry is RUNNING and the ledger is full, a new
+   (path, key) runs without an entry (no deduplication for it). A reply
+   larger than MESH_ONCE_BYTES_MAX alone, or that cannot be copied, is not
+   kept: the entry is deleted as after an error (a repeat runs again). */
+
+static void s_reply_to(mesh_peer_t *self, const uint8_t *to, uint64_t id, int32_t status,
+                       const void *data, size_t size, const char *error);
+
+static uint64_t s_once_hash(mesh__slice_t path, mesh__slice_t key)
+{
+    return (mesh__routing_hash(path.ptr, path.len) * 0x9E3779B97F4A7C15ull) ^
+           mesh__routing_hash(key.ptr, key.len);
+}
+
+static s_once_t *s_once_find(const mesh_peer_t *self, uint64_t hash, mesh__slice_t path,
+                             mesh__slice_t key)
+{
+    if (!self->once_cap) {
+        return NULL;
+    }
+    for (s_once_t *e = self->once_table[hash & (self->once_cap - 1)]; e; e = e->chain) {
+        if (e->hash == hash && e->plen == path.len && e->klen == key.len &&
+            memcmp(e->text, path.ptr, path.len) == 0 &&
+            (key.len == 0 || memcmp(e->text + e->plen, key.ptr, key.len) == 0)) {
+            return e;
+        }
+    }
+    return NULL;
+}
+
+/*  Unlinks and frees an entry (RUNNING ones only once their run ended). */
+static void s_once_delete(mesh_peer_t *self, s_once_t *e)
+{
+    s_once_t **link = &self->once_table[e->hash & (self->once_cap - 1)];
+    while (*link != e) {
+        link = &(*link)->chain;
+    }
+    *link = e->chain;
+    if (e->done) {
+        if (e->prev) {
+            e->prev->next = e->next;
+        } else {
+            self->once_head = e->next;
+        }
+        if (e->next) {
+            e->next->prev = e->prev;
+        } else {
+            self->once_tail = e->prev;
+        }
+        self->once_bytes -= e->size;
+    }
+    self->nonce--;
+    free(e->data);
+    free(e->waiters);
+    free(e);
+}
+
+/*  Deletes the DONE entries whose retention has passed. */
+static void s_once_purge(mesh_peer_t *self, int64_t now)
+{
+    while (self->once_head && self->once_head->expires <= now) {
+        s_once_delete(self, self->once_head);
+    }
+}
+
+static bool s_once_grow(mesh_peer_t *self)
+{
+    size_t cap = self->once_cap ? self->once_cap * 2 : 64;
+    s_once_t **t = calloc(cap, sizeof *t);
+    if (!t) {
+        return false;
+    }
+    for (size_t i = 0; i < self->once_cap; i++) {
+        s_once_t *e = self->once_table[i];
+        while (e) {
+            s_once_t *next = e->chain;
+            e->chain = t[e->hash & (cap - 1)];
+            t[e->hash & (cap - 1)] = e;
+            e = next;
+        }
+    }
+    free(self->once_table);
+    self->once_table = t;
+    self->once_cap = cap;
+    return true;
+}
+
+/*  A new RUNNING entry, or NULL (out of memory, or the ledger is full of
+    RUNNING entries): the request then runs without one. */
+static s_once_t *s_once_new(mesh_peer_t *self, uint64_t hash, mesh__slice_t path, mesh__slice_t key)
+{
+    while (self->nonce >= MESH_ONCE_ENTRIES_MAX && self->once_head) {
+        s_once_delete(self, self->once_head);
+    }
+    if (self->nonce >= MESH_ONCE_ENTRIES_MAX ||
+        (self->nonce >= self->once_cap && !s_once_grow(self))) {
+        return NULL;
+    }
+    s_once_t *e = calloc(1, sizeof *e + path.len + key.len);
+    if (!e) {
+        return NULL;
+    }
+    e->hash = hash;
+    e->plen = path.len;
+    e->klen = key.len;
+    memcpy(e->text, path.ptr, path.len);
+    if (key.len) {
+        memcpy(e->text + path.len, key.ptr, key.len);
+    }
+    s_once_t **bucket = &self->once_table[hash & (self->once_cap - 1)];
+    e->chain = *bucket;
+    *bucket = e;
+    self->nonce++;
+    return e;
+}
+
+/*  A ONCE call for path (the service's) from a member. True if the ledger
+    answered it (a replay) or made it wait on the run under way: the
+    handler is not called. False: run it, as the entry *entry (NULL: none,
+    see above). */
+static bool s_once_admit(mesh_peer_t *self, const mesh__member_t *from, const mesh__env_t *env,
+                         const char *path, s_once_t **entry)
+{
+    *entry = NULL;
+    s_once_purge(self, s_now());
+    mesh__slice_t p = {(const uint8_t *)path, strlen(path)};
+    mesh__slice_t k = env->u.request.key;
+    uint64_t hash = s_once_hash(p, k);
+    s_once_t *e = s_once_find(self, hash, p, k);
+    if (e && e->done) {
+        self->stats.once_replayed++;
+        s_reply_to(self, mesh__member_uuid(from), env->u.request.id, 0, e->data, e->size, NULL);
+        return true;
+    }
+    if (e) {
+        if (e->nwaiters == e->waiters_cap) {
+            size_t cap = e->waiters_cap ? e->waiters_cap * 2 : 4;
+            s_waiter_t *w = realloc(e->waiters, cap * sizeof *w);
+            if (!w) {
+                /* as when the request cannot be allocated: the caller times out */
+                self->stats.envelopes_dropped++;
+                s_debug(self, "out of memory: a repeated once request for %s dropped", path);
+                return true;
+            }
+            e->waiters = w;
+            e->waiters_cap = cap;
+        }
+        s_waiter_t *w = &e->waiters[e->nwaiters++];
+        memcpy(w->uuid, mesh__member_uuid(from), MESH_ZRE_UUID_SIZE);
+        w->id = env->u.request.id;
+        self->stats.once_joined++;
+        return true;
+    }
+    *entry = s_once_new(self, hash, p, k);
+    if (!*entry) {
+        s_debug(self, "once ledger full or out of memory: %s runs without it", path);
+    }
+    return false;
+}
+
+/*  The run of a RUNNING entry ended with this outcome: its waiters get the
+    same reply (if the peer can still send), then a success is kept (DONE)
+    and anything else deletes the entry. */
+static void s_once_finish(mesh_peer_t *self, s_once_t *e, int32_t status, const void *data,
+                          size_t size, const char *error)
+{
+    bool live = self->running && !self->stopped;
+    for (size_t i = 0; live && i < e->nwaiters; i++) {
+        s_reply_to(self, e->waiters[i].uuid, e->waiters[i].id, status, data, size, error);
+    }
+    free(e->waiters);
+    e->waiters = NULL;
+    e->nwaiters = e->waiters_cap = 0;
+    uint8_t *copy = NULL;
+    if (status != 0 || size > MESH_ONCE_BYTES_MAX || (size && !(copy = malloc(size)))) {
+        s_once_delete(self, e);
+        return;
+    }
+    if (size) {
+        memcpy(copy, data, size);
+    }
+    while (self->once_bytes + size > MESH_ONCE_BYTES_MAX && self->once_head) {
+        s_once_delete(self, self->once_head);
+    }
+    e->done = true;
+    e->data = copy;
+    e->size = size;
+    e->expires = s_now() + MESH_ONCE_RETENTION_MS;
+    e->next = NULL;
+    e->prev = self->once_tail;
+    if (self->once_tail) {
+        self->once_tail->next = e;
+    } else {
+        self->once_head = e;
+    }
+    self->once_tail = e;
+    self->once_bytes += size;
+}
+
+/*  Frees the whole ledger (the peer's open requests are gone already). */
+static void s_once_free_all(mesh_peer_t *self)
+{
+    for (size_t i = 0; i < self->once_cap; i++) {
+        while (self->once_table[i]) {
+            s_once_t *e = self->once_table[i];
+            self->once_table[i] = e->chain;
+            free(e->data);
+            free(e->waiters);
+            free(e);
+        }
+    }
+    free(self->once_table);
+    self->once_table = NULL;
+    self->once_cap = self->nonce = self->once_bytes = 0;
+    self->once_head = self->once_tail = NULL;
+}
+
+/* ------------------------------------------------------------------------ */
 /* receiving */
 
 static s_service_t *s_service_find(mesh_peer_t *self, const char *path, size_t len)
@@ -1502,6 +1811,12 @@ static void s_on_request(mesh_peer_t *self, mesh__member_t *from, const mesh__en
         }
         return;
     }
+    /* a repeat of a "once" run is answered by the ledger, or waits on the run */
+    s_once_t *once = NULL;
+    if (is_call && (env->u.request.flags & MESH_REQ_ONCE) && env->u.request.key.ptr &&
+        s_once_admit(self, from, env, svc->path, &once)) {
+        return;
+    }
     /* one allocation: the request, then its payload, path, key and caller's name */
     const char *name = mesh__member_name(from);
     size_t nlen = strlen(name), plen = strlen(svc->path);
@@ -1510,10 +1825,14 @@ static void s_on_request(mesh_peer_t *self, mesh__member_t *from, const mesh__en
     mesh_request_t *req = malloc(sizeof *req + size + plen + 1 + klen + nlen + 1);
     if (!req) {
         self->stats.envelopes_dropped++;
+        if (once) {
+            s_once_delete(self, once); /* nobody waits on it yet */
+        }
         return;
     }
     memset(req, 0, sizeof *req);
     req->peer = self;
+    req->once = once;
     req->id = env->u.request.id;
     req->flags = env->u.request.flags;
     req->attempt = env->u.request.attempt;
@@ -1789,6 +2108,11 @@ static void s_on_zre_event(mesh_peer_t *self, const mesh__zre_event_t *ev)
 static void s_request_free(mesh_request_t *req)
 {
     mesh_peer_t *self = req->peer;
+    if (req->once) {
+        /* freed unfinished (the peer is going): the run failed */
+        s_once_finish(self, req->once, MESH_ERR_CLOSED, NULL, 0, NULL);
+        req->once = NULL;
+    }
     if (req->prev) {
         req->prev->next = req->next;
     } else {
@@ -1813,6 +2137,10 @@ static int s_request_finish(mesh_request_t *req, int32_t status, const void *dat
             self->stats.rejected_in++;
         }
         s_reply_to(self, req->from, req->id, status, data, size, error);
+    }
+    if (req->once) {
+        s_once_finish(self, req->once, status, data, size, error);
+        req->once = NULL;
     }
     s_request_free(req);
     return 0;
@@ -2170,6 +2498,7 @@ static void s_free(mesh_peer_t *self)
     while (self->open) {
         s_request_free(self->open);
     }
+    s_once_free_all(self);
     while (self->local_head) {
         s_local_t *l = self->local_head;
         self->local_head = l->next;

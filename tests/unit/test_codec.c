@@ -503,6 +503,7 @@ Test(codec_roundtrip, request_edges)
         {65535, 65536, path + 224, 0xffff, key + 1000, 0x10000, 256},
         {0xffffffffull, 3, "x/y", 1, "key", 1, 65535},
         {0x100000000ull, 1, path + 1, 2, key + 1, 2, 65536},
+        {42, MESH_REQ_CALL | MESH_REQ_IDEMPOTENT | MESH_REQ_ONCE, "/job", 500, "k", 3, 10},
     };
     mesh__buf_t b = {0};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {

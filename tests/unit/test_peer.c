@@ -2370,3 +2370,372 @@ Test(peer, ring_leaves_control_peers_out)
     cr_expect_eq(on_ctl, 0, "the control peer holds %d keys", on_ctl);
     s_end();
 }
+
+/* ------------------------------------------------------------------------ */
+/* "once" calls: the provider's ledger */
+
+static mesh_stats_t s_stats(mesh_peer_t *p)
+{
+    mesh_stats_t st;
+    mesh_peer_stats(p, &st);
+    return st;
+}
+
+/*  Finishes a held request with "<path>#<key>". */
+static void s_reply_path_key(mesh_request_t *req)
+{
+    char out[128];
+    int n = snprintf(out, sizeof out, "%s#%s", mesh_request_path(req),
+                     mesh_request_key(req) ? mesh_request_key(req) : "");
+    cr_assert_eq(mesh_request_reply(req, out, (size_t)n), 0);
+}
+
+Test(peer, once_repeats_join_the_run_under_way)
+{
+    mesh_peer_t *p = s_new("prov");
+    svc_t *s = s_expose(p, "/job", H_HOLD, NULL);
+    s_attach(p);
+    mesh_peer_t *c1 = s_started("c1");
+    mesh_peer_t *c2 = s_started("c2");
+    run_until(s_knows(c1, "/job", "prov") && s_knows(c2, "/job", "prov"), DISCOVERY_MS);
+    cr_assert(s_knows(c1, "/job", "prov") && s_knows(c2, "/job", "prov"));
+
+    mesh_call_opts_t once = {.key = "order-7", .once = true, .timeout_ms = 10000};
+    rec_t *r[3] = {&g_rec[40], &g_rec[41], &g_rec[42]};
+    cr_assert_eq(s_call(c1, "/job", "first", &once, r[0]), 0);
+    run_until(s->calls == 1, 3000);
+    cr_assert_eq(s->calls, 1);
+    /* while the handler holds it: a repeat from another caller, and one from the same */
+    cr_assert_eq(s_call(c2, "/job", "second", &once, r[1]), 0);
+    cr_assert_eq(s_call(c1, "/job", "third", &once, r[2]), 0);
+    run_until(s_stats(p).once_joined == 2, 3000);
+    cr_assert_eq(s_stats(p).once_joined, 2, "the repeats did not join the run");
+    run_for(200);
+    cr_expect_eq(s->calls, 1, "the handler ran %d times", (int)s->calls);
+    cr_expect_eq(r[0]->n + r[1]->n + r[2]->n, 0, "answered before the run ended");
+    cr_expect_eq(mesh__peer_open_requests(p), 1);
+    cr_expect_str_eq(s->key, "order-7");
+    cr_expect_eq(s->attempt, 1);
+
+    /* the run ends: every caller gets its reply */
+    cr_assert_eq(mesh_request_reply(s->held[0], "done:42", 7), 0);
+    run_until(r[0]->n && r[1]->n && r[2]->n, 3000);
+    for (int i = 0; i < 3; i++) {
+        cr_expect_eq(r[i]->n, 1, "call %d: %d replies", i, r[i]->n);
+        cr_expect_eq(r[i]->status, 0, "call %d: %s", i, mesh_err_name(r[i]->status));
+        cr_expect_str_eq(r[i]->data, "done:42", "call %d", i);
+        cr_expect_str_eq(r[i]->peer_name, "prov");
+    }
+    cr_expect_eq(s->calls, 1);
+    cr_expect_eq(mesh__peer_open_requests(p), 0);
+    run_for(200);
+    cr_expect_eq(r[0]->n + r[1]->n + r[2]->n, 3, "a caller was answered twice");
+    s_end();
+}
+
+Test(peer, once_replays_a_success_without_the_handler)
+{
+    mesh_peer_t *p = s_new("prov");
+    svc_t *s = s_expose(p, "/job", H_ECHO, NULL);
+    s_attach(p);
+    mesh_peer_t *c = s_started("caller");
+    run_until(s_knows(c, "/job", "prov"), DISCOVERY_MS);
+    cr_assert(s_knows(c, "/job", "prov"));
+
+    mesh_call_opts_t once = {.key = "k", .once = true};
+    rec_t *r = s_call_wait(c, "/job", "x", &once);
+    cr_assert_eq(r->status, 0, "%s", mesh_err_name(r->status));
+    cr_expect_str_eq(r->data, "prov:x");
+    cr_expect_eq(s->calls, 1);
+    cr_expect_eq(s->attempt, 1);
+    cr_expect_str_eq(s->key, "k");
+
+    /* a repeat, as a task's next run would send it: the first reply again */
+    mesh_call_opts_t again = {.key = "k", .once = true, .attempt_base = 4};
+    r = s_call_wait(c, "/job", "y", &again);
+    cr_assert_eq(r->status, 0, "%s", mesh_err_name(r->status));
+    cr_expect_str_eq(r->data, "prov:x", "not the remembered reply: %s", r->data);
+    cr_expect_str_eq(r->peer_name, "prov");
+    cr_expect_eq(s->calls, 1, "the handler ran again");
+    cr_expect_eq(s_stats(p).once_replayed, 1);
+    cr_expect_eq(s_stats(p).once_joined, 0);
+
+    /* the same key without once is an ordinary call */
+    mesh_call_opts_t plain = {.key = "k"};
+    r = s_call_wait(c, "/job", "z", &plain);
+    cr_expect_str_eq(r->data, "prov:z");
+    cr_expect_eq(s->calls, 2);
+    cr_expect_eq(s->attempt, 1);
+    /* and does not disturb what is remembered */
+    r = s_call_wait(c, "/job", "w", &once);
+    cr_expect_str_eq(r->data, "prov:x");
+    cr_expect_eq(s->calls, 2);
+    cr_expect_eq(s_stats(p).once_replayed, 2);
+    s_end();
+}
+
+Test(peer, once_forgets_a_failed_run)
+{
+    mesh_peer_t *p = s_new("prov");
+    svc_t *s = s_expose(p, "/job", H_HOLD, NULL);
+    s_attach(p);
+    mesh_peer_t *c1 = s_started("c1");
+    mesh_peer_t *c2 = s_started("c2");
+    run_until(s_knows(c1, "/job", "prov") && s_knows(c2, "/job", "prov"), DISCOVERY_MS);
+    cr_assert(s_knows(c1, "/job", "prov") && s_knows(c2, "/job", "prov"));
+    mesh_call_opts_t once = {.key = "k", .once = true, .timeout_ms = 10000};
+
+    /* an error: the caller and the one waiting get it */
+    cr_assert_eq(s_call(c1, "/job", "a", &once, &g_rec[40]), 0);
+    run_until(s->calls == 1, 3000);
+    cr_assert_eq(s_call(c2, "/job", "b", &once, &g_rec[41]), 0);
+    run_until(s_stats(p).once_joined == 1, 3000);
+    cr_assert_eq(s_stats(p).once_joined, 1);
+    cr_assert_eq(mesh_request_error(s->held[0], "boom"), 0);
+    run_until(g_rec[40].n && g_rec[41].n, 3000);
+    for (int i = 40; i < 42; i++) {
+        cr_expect_eq(g_rec[i].status, MESH_ERR_REMOTE, "%s", mesh_err_name(g_rec[i].status));
+        cr_expect_str_eq(g_rec[i].error, "boom");
+    }
+
+    /* a repeat runs the handler again; a rejection reaches the waiter too */
+    cr_assert_eq(s_call(c1, "/job", "c", &once, &g_rec[42]), 0);
+    run_until(s->calls == 2, 3000);
+    cr_assert_eq(s->calls, 2, "the failed run was remembered");
+    cr_assert_eq(s_call(c2, "/job", "d", &once, &g_rec[43]), 0);
+    run_until(s_stats(p).once_joined == 2, 3000);
+    cr_assert_eq(s_stats(p).once_joined, 2);
+    cr_assert_eq(mesh_request_reject(s->held[1]), 0);
+    run_until(g_rec[42].n && g_rec[43].n, 3000);
+    for (int i = 42; i < 44; i++) {
+        cr_expect_eq(g_rec[i].status, MESH_ERR_REJECTED, "%s", mesh_err_name(g_rec[i].status));
+    }
+
+    /* after the rejection too; then a success is kept */
+    cr_assert_eq(s_call(c2, "/job", "e", &once, &g_rec[44]), 0);
+    run_until(s->calls == 3, 3000);
+    cr_assert_eq(s->calls, 3, "the rejected run was remembered");
+    cr_assert_eq(mesh_request_reply(s->held[2], "ok", 2), 0);
+    run_until(g_rec[44].n, 3000);
+    cr_expect_eq(g_rec[44].status, 0);
+    cr_expect_str_eq(g_rec[44].data, "ok");
+    rec_t *r = s_call_wait(c1, "/job", "f", &once);
+    cr_expect_eq(r->status, 0);
+    cr_expect_str_eq(r->data, "ok");
+    cr_expect_eq(s->calls, 3);
+    cr_expect_eq(s_stats(p).once_replayed, 1);
+    s_end();
+}
+
+Test(peer, once_keys_and_paths_are_independent)
+{
+    mesh_peer_t *p = s_new("prov");
+    svc_t *sa = s_expose(p, "/a", H_HOLD, NULL);
+    svc_t *sab = s_expose(p, "/ab", H_HOLD, NULL);
+    s_attach(p);
+    mesh_peer_t *c = s_started("caller");
+    run_until(s_knows(c, "/a", "prov") && s_knows(c, "/ab", "prov"), DISCOVERY_MS);
+    cr_assert(s_knows(c, "/a", "prov") && s_knows(c, "/ab", "prov"));
+
+    /* ("/a", "bk") and ("/ab", "k") spell the same octets end to end */
+    struct {
+        const char *path, *key, *reply;
+    } runs[] = {{"/a", "bk", "/a#bk"}, {"/a", "k", "/a#k"}, {"/ab", "k", "/ab#k"}};
+    for (int i = 0; i < 3; i++) {
+        mesh_call_opts_t o = {.key = runs[i].key, .once = true, .timeout_ms = 10000};
+        cr_assert_eq(s_call(c, runs[i].path, "x", &o, &g_rec[40 + i]), 0);
+    }
+    run_until(sa->calls == 2 && sab->calls == 1, 3000);
+    cr_assert_eq(sa->calls, 2, "a run of /a was joined to another");
+    cr_assert_eq(sab->calls, 1);
+    cr_expect_eq(s_stats(p).once_joined, 0);
+    s_reply_path_key(sa->held[0]);
+    s_reply_path_key(sa->held[1]);
+    s_reply_path_key(sab->held[0]);
+    run_until(g_rec[40].n && g_rec[41].n && g_rec[42].n, 3000);
+    for (int i = 0; i < 3; i++) {
+        cr_expect_eq(g_rec[40 + i].status, 0);
+        cr_expect_str_eq(g_rec[40 + i].data, runs[i].reply);
+    }
+    /* each is replayed with its own reply, in another order */
+    for (int i = 2; i >= 0; i--) {
+        mesh_call_opts_t o = {.key = runs[i].key, .once = true};
+        rec_t *r = s_call_wait(c, runs[i].path, "y", &o);
+        cr_expect_eq(r->status, 0);
+        cr_expect_str_eq(r->data, runs[i].reply);
+    }
+    cr_expect_eq(sa->calls + sab->calls, 3);
+    cr_expect_eq(s_stats(p).once_replayed, 3);
+
+    /* a run still held, with a waiter, when the peers go: freed, nothing leaks */
+    mesh_call_opts_t o = {.key = "held", .once = true, .timeout_ms = 10000};
+    cr_assert_eq(s_call(c, "/a", "z", &o, &g_rec[50]), 0);
+    cr_assert_eq(s_call(c, "/a", "z", &o, &g_rec[51]), 0);
+    run_until(s_stats(p).once_joined == 1, 3000);
+    cr_expect_eq(s_stats(p).once_joined, 1);
+    cr_expect_eq(sa->calls, 3);
+    s_end();
+}
+
+Test(peer, once_without_a_key_or_in_casts_and_fanouts_is_ignored)
+{
+    mesh_peer_t *p = s_new("prov");
+    svc_t *s = s_expose(p, "/job", H_ECHO, NULL);
+    s_attach(p);
+    mesh_peer_t *c = s_started("caller");
+    run_until(s_knows(c, "/job", "prov"), DISCOVERY_MS);
+    cr_assert(s_knows(c, "/job", "prov"));
+
+    mesh_call_opts_t nokey = {.once = true, .timeout_ms = 10000};
+    rec_t *r = s_call_wait(c, "/job", "x", &nokey);
+    cr_expect_str_eq(r->data, "prov:x");
+    r = s_call_wait(c, "/job", "y", &nokey);
+    cr_expect_str_eq(r->data, "prov:y", "replayed without a key");
+    cr_expect_eq(s->calls, 2);
+    /* at the same time, too */
+    s->mode = H_HOLD;
+    cr_assert_eq(s_call(c, "/job", "a", &nokey, &g_rec[40]), 0);
+    cr_assert_eq(s_call(c, "/job", "b", &nokey, &g_rec[41]), 0);
+    run_until(s->calls == 4, 3000);
+    cr_expect_eq(s->calls, 4, "joined without a key");
+    cr_assert_eq(s->nheld, 2);
+    cr_assert_eq(mesh_request_reply(s->held[0], "one", 3), 0);
+    cr_assert_eq(mesh_request_reply(s->held[1], "two", 3), 0);
+    run_until(g_rec[40].n && g_rec[41].n, 3000);
+    cr_expect_str_eq(g_rec[40].data, "one");
+    cr_expect_str_eq(g_rec[41].data, "two");
+
+    /* casts and fan-outs with a key run every time */
+    s->mode = H_ECHO;
+    mesh_call_opts_t keyed = {.key = "k", .once = true};
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(mesh_peer_cast(c, "/job", "c", 1, &keyed), 0);
+    }
+    run_until(s->casts == 2, 3000);
+    cr_expect_eq(s->casts, 2, "a cast was deduplicated");
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(mesh_peer_fanout(c, "/job", "f", 1, &keyed, s_on_gather, &g_gather[i]), 0);
+    }
+    run_until(g_gather[0].n && g_gather[1].n, 3000);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(g_gather[i].nreplies, 1);
+        cr_expect_eq(g_gather[i].status[0], 0);
+    }
+    cr_expect_eq(s->calls, 6, "a fan-out was deduplicated");
+    mesh_stats_t st = s_stats(p);
+    cr_expect_eq(st.once_joined + st.once_replayed, 0);
+    s_end();
+}
+
+/* ------------------------------------------------------------------------ */
+/* pick */
+
+Test(peer, pick_names_the_provider_a_call_would_go_to)
+{
+    mesh_peer_t *p = s_new("prov");
+    const char *tags[] = {"zone=eu"};
+    mesh_expose_opts_t eo = {.tags = tags, .ntags = 1};
+    svc_t *s = s_expose(p, "/echo", H_ECHO, &eo);
+    s_attach(p);
+    mesh_peer_t *idle = s_new("idle"); /* never started */
+    mesh_peer_t *c = s_started("caller");
+    run_until(s_knows(c, "/echo", "prov"), DISCOVERY_MS);
+    cr_assert(s_knows(c, "/echo", "prov"));
+
+    char id[33];
+    memset(id, 'x', sizeof id);
+    cr_assert_eq(mesh_peer_pick(c, "/echo", NULL, id), 0);
+    cr_assert_eq(strnlen(id, sizeof id), 32, "not a NUL-terminated id");
+    cr_expect_str_eq(id, mesh_peer_id(p));
+    /* options as for a call */
+    char id2[33] = "";
+    mesh_call_opts_t eu = {.tags = tags, .ntags = 1, .selector = "direct", .peer = "prov"};
+    cr_expect_eq(mesh_peer_pick(c, "/echo", &eu, id2), 0);
+    cr_expect_str_eq(id2, mesh_peer_id(p));
+    /* nothing was sent */
+    run_for(200);
+    cr_expect_eq(s->calls + s->casts, 0);
+    cr_expect_eq(s_stats(c).requests_out, 0);
+    cr_expect_eq(s_stats(p).requests_in, 0);
+
+    /* a direct call to the picked id reaches it */
+    mesh_call_opts_t direct = {.selector = "direct", .peer = id};
+    rec_t *r = s_call_wait(c, "/echo", "x", &direct);
+    cr_expect_eq(r->status, 0);
+    cr_expect_str_eq(r->peer_id, id);
+    cr_expect_eq(s->calls, 1);
+
+    /* no candidate */
+    const char *us[] = {"zone=us"};
+    mesh_call_opts_t ous = {.tags = us, .ntags = 1};
+    mesh_call_opts_t ghost = {.selector = "direct", .peer = "ghost"};
+    cr_expect_eq(mesh_peer_pick(c, "/nothing", NULL, id2), MESH_ERR_NOPROVIDER);
+    cr_expect_eq(mesh_peer_pick(c, "/echo", &ous, id2), MESH_ERR_NOPROVIDER);
+    cr_expect_eq(mesh_peer_pick(c, "/echo", &ghost, id2), MESH_ERR_NOPROVIDER);
+    /* bad arguments, then state */
+    mesh_call_opts_t nosel = {.selector = "no-such-selector"};
+    mesh_call_opts_t nokey = {.selector = "key"};
+    mesh_call_opts_t all = {.selector = "all"};
+    cr_expect_eq(mesh_peer_pick(c, "/echo", NULL, NULL), MESH_ERR_INVAL);
+    cr_expect_eq(mesh_peer_pick(c, "echo", NULL, id2), MESH_ERR_INVAL);
+    cr_expect_eq(mesh_peer_pick(c, NULL, NULL, id2), MESH_ERR_INVAL);
+    cr_expect_eq(mesh_peer_pick(c, "/echo", &nosel, id2), MESH_ERR_INVAL);
+    cr_expect_eq(mesh_peer_pick(c, "/echo", &nokey, id2), MESH_ERR_INVAL);
+    cr_expect_eq(mesh_peer_pick(c, "/echo", &all, id2), MESH_ERR_INVAL);
+    cr_expect_eq(mesh_peer_pick(idle, "/echo", NULL, id2), MESH_ERR_STATE);
+    cr_expect_eq(mesh_peer_pick(idle, "/echo", NULL, NULL), MESH_ERR_INVAL);
+    cr_expect_str_eq(id, mesh_peer_id(p), "a failed pick wrote its output");
+    /* the provider may pick itself */
+    cr_expect_eq(mesh_peer_pick(p, "/echo", NULL, id2), 0);
+    cr_expect_str_eq(id2, mesh_peer_id(p));
+    s_end();
+}
+
+Test(peer, pick_advances_a_round_robin_like_a_call)
+{
+    const char *names[] = {"p1", "p2", "p3"};
+    mesh_peer_t *p[3];
+    svc_t *s[3];
+    for (int i = 0; i < 3; i++) {
+        p[i] = s_new(names[i]);
+        s[i] = s_expose(p[i], "/rr", H_ECHO, NULL);
+        s_attach(p[i]);
+    }
+    mesh_peer_t *c = s_started("caller");
+    run_until(s_knows(c, "/rr", "p1") && s_knows(c, "/rr", "p2") && s_knows(c, "/rr", "p3"),
+              DISCOVERY_MS);
+    cr_assert(s_knows(c, "/rr", "p1") && s_knows(c, "/rr", "p2") && s_knows(c, "/rr", "p3"));
+
+    mesh_call_opts_t rr = {.selector = "round_robin"};
+    char ids[6][33];
+    for (int i = 0; i < 6; i++) {
+        cr_assert_eq(mesh_peer_pick(c, "/rr", &rr, ids[i]), 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        cr_expect(strcmp(ids[i], mesh_peer_id(p[0])) == 0 ||
+                      strcmp(ids[i], mesh_peer_id(p[1])) == 0 ||
+                      strcmp(ids[i], mesh_peer_id(p[2])) == 0,
+                  "pick %d is not a provider", i);
+        cr_expect_str_neq(ids[i], ids[(i + 1) % 3], "picks %d and %d agree", i, (i + 1) % 3);
+    }
+    for (int i = 3; i < 6; i++) {
+        cr_expect_str_eq(ids[i], ids[i - 3], "not a cycle at pick %d", i);
+    }
+    /* picks and calls share the cycle */
+    rec_t *r = s_call_wait(c, "/rr", "x", &rr);
+    cr_expect_str_eq(r->peer_id, ids[0], "the call after two cycles of picks went elsewhere");
+    char next[33];
+    cr_assert_eq(mesh_peer_pick(c, "/rr", &rr, next), 0);
+    cr_expect_str_eq(next, ids[1]);
+    cr_expect_eq(s[0]->calls + s[1]->calls + s[2]->calls, 1);
+
+    /* a key picks where a keyed call goes */
+    mesh_call_opts_t key = {.selector = "key", .key = "user-42"};
+    char k1[33], k2[33];
+    cr_assert_eq(mesh_peer_pick(c, "/rr", &key, k1), 0);
+    cr_assert_eq(mesh_peer_pick(c, "/rr", &key, k2), 0);
+    cr_expect_str_eq(k1, k2);
+    r = s_call_wait(c, "/rr", "y", &key);
+    cr_expect_str_eq(r->peer_id, k1);
+    s_end();
+}

@@ -32,6 +32,9 @@
 #define MESH_CALL_TRIED_INLINE          4       /* attempts remembered without an allocation */
 #define MESH_CALL_POOL_MAX              256     /* finished calls kept for reuse */
 #define MESH_CALL_POOL_BUF_MAX          4096    /* larger call buffers are not kept */
+#define MESH_ONCE_RETENTION_MS          600000  /* a "once" success is replayed this long */
+#define MESH_ONCE_ENTRIES_MAX           100000  /* "once" runs remembered (oldest go first) */
+#define MESH_ONCE_BYTES_MAX             (64 * 1024 * 1024) /* replies they keep, in all */
 
 /*  ZRE wire limits. */
 #define MESH_ZRE_STRING_MAX   255   /* ZRE `string`: u8 length */

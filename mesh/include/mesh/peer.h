@@ -181,6 +181,15 @@ typedef struct {
     bool idempotent;          /* if its provider is lost, retry on another */
     unsigned attempt_base;    /* the handler's mesh_request_attempt() counts from
                                  attempt_base + 1 (a task's Nth run passes N - 1) */
+    bool once;                /* with a key: the provider runs (path, key) at most once
+                                 at a time and remembers a success: a repeat while it
+                                 runs joins that run (its reply, whatever it is), a
+                                 repeat after it succeeded gets the same reply without
+                                 the handler (for MESH_ONCE_RETENTION_MS, less when the
+                                 provider's ledger is full), a repeat after it failed
+                                 runs again. The ledger is the provider's: send the
+                                 repeats to the same one ("key", "direct"). Calls only;
+                                 ignored without a key (docs/protocol.md §11.6.7) */
 } mesh_call_opts_t;
 
 typedef struct {
@@ -200,6 +209,18 @@ typedef void(mesh_reply_fn)(mesh_peer_t *peer, const mesh_reply_t *reply, void *
     NULL. */
 MESH_EXPORT int mesh_peer_call(mesh_peer_t *self, const char *path, const void *data, size_t size,
                                const mesh_call_opts_t *opts, mesh_reply_fn *cb, void *arg);
+
+/*  The peer a call to path with opts would be sent to now: the selector
+    runs as for mesh_peer_call's first attempt (a round robin advances),
+    nothing is sent. opts may be NULL. Returns 0 with id_out (33 bytes: the
+    32 hex of the peer id and a NUL) filled, MESH_ERR_NOPROVIDER (no
+    candidate, or a "direct" peer that is not a member), MESH_ERR_INVAL (a
+    bad path or option, id_out NULL, selector "all"), MESH_ERR_TOOLONG,
+    MESH_ERR_STATE (not running) or MESH_ERR_NOMEM; id_out is written only
+    on success. Pair it with selector "direct" to know where a call went
+    before its reply comes. */
+MESH_EXPORT int mesh_peer_pick(mesh_peer_t *self, const char *path, const mesh_call_opts_t *opts,
+                               char *id_out);
 
 /*  Fire-and-forget to one selected peer, or to every candidate when
     opts->selector is "all". Returns 0, MESH_ERR_NOPROVIDER, or
@@ -289,6 +310,9 @@ typedef struct {
     uint64_t peers;               /* members in the table, self included */
     uint64_t ring_mismatches;     /* a member's ring digest went from agreeing with ours to
                                      differing (counted once per episode: see the ring) */
+    uint64_t once_joined;         /* "once" requests that waited on the same run under way
+                                     here instead of reaching the handler */
+    uint64_t once_replayed;       /* "once" requests answered with a remembered success */
 } mesh_stats_t;
 
 MESH_EXPORT void mesh_peer_stats(const mesh_peer_t *self, mesh_stats_t *out);
