@@ -15,7 +15,9 @@
     attempt_base = attempt - 1. */
 #include <mesh/mesh.h>
 
+#include "journal.h"
 #include "tasks.h"
+#include "tokenbucket.h"
 
 #include <czmq.h>
 #include <ev.h>
@@ -32,16 +34,42 @@
 #define S_PATH_STATUS  "/sys/task/status"
 #define S_PATH_CANCEL  "/sys/task/cancel"
 #define S_PATH_LIST    "/sys/task/list"
-#define S_DUE_BATCH    64 /* tasks started per scheduler turn */
+#define S_PATH_SYNC    "/sys/task/sync"
+#define S_PATH_TOKEN   "/sys/task/token"
+#define S_PATH_BYE     "/sys/task/bye"
+#define S_DUE_BATCH    64   /* tasks started per scheduler turn */
+#define S_RETRY_MS     1000 /* a run that found no provider, or lost it, waits this long */
+#define S_TOKEN_RETRY_MS 500 /* a token request that failed is repeated after this */
+#define S_LIMIT_KEY    "mesh-ratelimit:" /* + path: the ring key of a limit's owner */
+#define S_RUNNER_LOST  "-" /* runner of a task taken back from the journal: gone */
 
-static const char *const s_paths[] = {S_PATH_SUBMIT, S_PATH_PUT,    S_PATH_STARTED, S_PATH_DONE,
-                                      S_PATH_STATUS, S_PATH_CANCEL, S_PATH_LIST};
+static const char *const s_paths[] = {S_PATH_SUBMIT, S_PATH_PUT,  S_PATH_STARTED, S_PATH_DONE,
+                                      S_PATH_STATUS, S_PATH_CANCEL, S_PATH_LIST,  S_PATH_SYNC,
+                                      S_PATH_TOKEN,  S_PATH_BYE};
 #define S_NPATHS (sizeof s_paths / sizeof s_paths[0])
 
 typedef struct {
     unsigned replicas;
-    char runner[MESH_TASK_ID_HEX + 1]; /* "" unknown */
+    char runner[MESH_TASK_ID_HEX + 1];   /* "" unknown */
+    char provider[MESH_TASK_ID_HEX + 1]; /* of the current attempt; "" unknown */
 } s_meta_t;
+
+/*  A cluster-wide limit, as a runner of its tasks sees it. */
+typedef struct {
+    mesh__ratelimit_t rl;
+    char text[MESH_RATELIMIT_TEXT_MAX];
+    bool asking;      /* a token request in flight */
+    int64_t retry_at; /* no request before */
+} s_limit_t;
+
+/*  A limit's bucket, held by the owner of its key. */
+typedef struct {
+    mesh__ratelimit_t rl;
+    mesh__tokenbucket_t tb;
+} s_bucket_t;
+
+#define S_DIRTY_PUT ((void *)1)
+#define S_DIRTY_DEL ((void *)2)
 
 typedef struct s_pending s_pending_t;
 typedef struct s_wait s_wait_t;
@@ -57,14 +85,37 @@ struct mesh_taskd {
     uint64_t digest;
     s_pending_t *pending; /* calls in flight: orphaned on destroy */
     s_wait_t *waits;      /* submits waiting for their replicas */
+    /* the journal (data_dir): tasks changed in this loop turn, committed
+       by a prepare watcher of top priority, before the turn's replies go */
+    char *data_dir;
+    mesh__journal_t *journal;
+    zhashx_t *dirty; /* id hex -> S_DIRTY_PUT | S_DIRTY_DEL */
+    ev_prepare commit;
+    bool loading;
+    /* rate limits */
+    zhashx_t *limits;  /* path -> s_limit_t (this node's tasks of the path) */
+    zhashx_t *buckets; /* path -> s_bucket_t (limits whose key this node owns) */
+    /* the quorum and the startup gate */
+    zhashx_t *seen; /* member id -> int64_t *: last time it was alive */
+    bool quorum;
+    bool ready;           /* startup grace over and held tasks reconciled */
+    bool reconciled_once; /* a reconciliation ran since the quorum came back */
+    int syncing;          /* sync calls of the current round in flight */
+    uint32_t round;       /* reconciliation rounds started */
+    const void *alive;    /* during a scheduler turn: the members alive (s_alive_t) */
+    int64_t started_at;
+    mesh_taskd_stats_t st;
 };
 
-/*  A task run in flight (orphaned when the service is destroyed first). */
+/*  A call of the service in flight: a task run, a sync, a token request
+    (orphaned when the service is destroyed first). */
 struct s_pending {
     s_pending_t *next, *prev;
     mesh_taskd_t *taskd; /* NULL: orphaned */
     uint8_t id[MESH_TASKS_ID_SIZE];
-    uint32_t attempt;
+    uint32_t attempt; /* a run's attempt; a sync's round */
+    uint32_t wanted;  /* tokens asked for */
+    char *path;       /* a token request's path */
 };
 
 /*  A submit whose reply waits for the replicas' copies (put as calls). */
@@ -340,8 +391,14 @@ static unsigned s_replicas_of(mesh_taskd_t *self, const char *hex)
 static void s_on_event(void *arg, const mesh__task_t *task, mesh__tasks_event_t ev)
 {
     mesh_taskd_t *self = arg;
+    const char *hex = mesh__task_id_hex(task);
     if (ev == MESH_TASKS_EV_REMOVED) {
-        zhashx_delete(self->meta, mesh__task_id_hex(task));
+        zhashx_delete(self->meta, hex);
+    }
+    if (self->journal && !self->loading) {
+        /* journaled at the end of the loop turn, as it is then */
+        zhashx_update(self->dirty, hex, ev == MESH_TASKS_EV_REMOVED ? S_DIRTY_DEL : S_DIRTY_PUT);
+        ev_prepare_start(self->loop, &self->commit);
     }
 }
 
@@ -377,6 +434,7 @@ static mesh_taskd_t *s_pending_end(s_pending_t *p)
             p->next->prev = p->prev;
         }
     }
+    free(p->path);
     free(p);
     return self;
 }
@@ -407,6 +465,125 @@ static uint8_t *s_encode(const mesh__task_t *t, int64_t now, size_t *len)
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* the journal */
+
+/*  Commits what changed in this loop turn (top-priority prepare: before
+    the turn's replies are flushed). A failed batch leaves the tasks in
+    memory; they are journaled again at their next change. */
+static void s_journal_flush(mesh_taskd_t *self)
+{
+    if (!self->journal || zhashx_size(self->dirty) == 0) {
+        return;
+    }
+    int64_t now = s_now(), wall = s_wall_ms();
+    int rc = mesh__journal_begin(self->journal);
+    if (rc == 0) {
+        for (void *mark = zhashx_first(self->dirty); rc == 0 && mark;
+             mark = zhashx_next(self->dirty)) {
+            uint8_t id[MESH_TASKS_ID_SIZE];
+            if (mesh__task_id_from_hex(zhashx_cursor(self->dirty), id) != 0) {
+                continue;
+            }
+            mesh__task_t *t = mark == S_DIRTY_PUT ? mesh__tasks_find(self->tasks, id) : NULL;
+            if (t) {
+                size_t n;
+                uint8_t *rec = s_encode(t, now, &n);
+                rc = rec ? mesh__journal_put(self->journal, id, rec, n, wall) : MESH_ERR_NOMEM;
+                free(rec);
+            } else {
+                int d = mesh__journal_del(self->journal, id);
+                rc = d == MESH_ERR_NOTFOUND ? 0 : d;
+            }
+        }
+        if (rc == 0) {
+            rc = mesh__journal_commit(self->journal);
+        } else {
+            mesh__journal_abort(self->journal);
+        }
+    }
+    if (rc == 0) {
+        self->st.journal_commits++;
+    } else {
+        self->st.journal_errors++;
+    }
+    zhashx_purge(self->dirty);
+}
+
+static void s_on_commit(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)revents;
+    ev_prepare_stop(loop, w);
+    s_journal_flush(w->data);
+}
+
+/*  A record of the journal back in the queue: its times moved by the
+    wall-clock time the node was down. A task that was running here is a
+    lost run: it stands by for a runner that is gone, so it is taken over
+    once the service is ready. */
+static int s_journal_load_one(void *arg, const uint8_t *id, const uint8_t *rec, size_t len,
+                              int64_t wall_ms)
+{
+    (void)id;
+    mesh_taskd_t *self = arg;
+    int64_t now = s_now();
+    int64_t down = s_wall_ms() - wall_ms;
+    mesh__task_t *t = NULL;
+    int rc = mesh__tasks_import(self->tasks, rec, len, -1, now - (down > 0 ? down : 0), &t);
+    if (rc >= 0 && t) {
+        self->st.journal_loaded++;
+        if (mesh__task_state(t) == MESH_TASK_STANDBY) {
+            s_meta_t *m = s_meta(self, mesh__task_id_hex(t), true);
+            if (m) {
+                snprintf(m->runner, sizeof m->runner, "%s", S_RUNNER_LOST);
+            }
+        }
+    }
+    return 0;
+}
+
+static int s_journal_open(mesh_taskd_t *self)
+{
+    mesh__journal_config_t jc;
+    mesh__journal_config_default(&jc);
+    jc.sync = self->cfg.journal_sync == MESH_TASK_SYNC_META   ? MESH_JOURNAL_SYNC_META
+              : self->cfg.journal_sync == MESH_TASK_SYNC_NONE ? MESH_JOURNAL_SYNC_NONE
+                                                              : MESH_JOURNAL_SYNC_FULL;
+    int err = 0;
+    self->journal = mesh__journal_open_config(self->data_dir, &jc, &err);
+    if (!self->journal) {
+        return err ? err : MESH_ERR_CONFIG;
+    }
+    self->loading = true;
+    int rc = mesh__journal_foreach(self->journal, s_journal_load_one, self);
+    self->loading = false;
+    return rc;
+}
+
+/*  The tasks held here went to their other holders (a graceful leave):
+    the journal forgets them, so a restart does not bring them back. */
+static void s_journal_clear(mesh_taskd_t *self)
+{
+    if (!self->journal || mesh__journal_begin(self->journal) != 0) {
+        return;
+    }
+    size_t pos = 0;
+    mesh__task_t *t;
+    while ((t = mesh__tasks_next(self->tasks, &pos))) {
+        (void)mesh__journal_del(self->journal, mesh__task_id(t));
+    }
+    (void)mesh__journal_commit(self->journal);
+    zhashx_purge(self->dirty);
+}
+
+int mesh_taskd_check_data_dir(const char *dir)
+{
+    return mesh__journal_check(dir);
+}
+
+/* ------------------------------------------------------------------------ */
+/* sending */
+
 static void s_cast(mesh_taskd_t *self, const char *path, const char *peer_id, const s_w_t *w)
 {
     if (w->oom) {
@@ -416,33 +593,48 @@ static void s_cast(mesh_taskd_t *self, const char *path, const char *peer_id, co
     (void)mesh_peer_cast(self->peer, path, w->buf, w->len, &o);
 }
 
-/*  put [k, replicas, runner|nil, record] to one holder. */
+/*  put (and sync) [k, replicas, runner|nil, record, provider|nil]: a
+    holder's copy of t. */
+static bool s_put_body(mesh_taskd_t *self, const mesh__task_t *t, unsigned k, int64_t now, s_w_t *w)
+{
+    size_t n;
+    uint8_t *rec = s_encode(t, now, &n);
+    if (!rec) {
+        return false;
+    }
+    s_meta_t *m = s_meta(self, mesh__task_id_hex(t), false);
+    s_w_array(w, 5);
+    s_w_uint(w, k);
+    s_w_uint(w, m ? m->replicas : self->cfg.replicas);
+    if (mesh__task_state(t) == MESH_TASK_RUNNING) {
+        s_w_str(w, mesh_peer_id(self->peer));
+    } else if (m && m->runner[0] && strcmp(m->runner, S_RUNNER_LOST) != 0) {
+        s_w_str(w, m->runner);
+    } else {
+        s_w_nil(w);
+    }
+    s_w_bin(w, rec, n);
+    free(rec);
+    if (m && m->provider[0]) {
+        s_w_str(w, m->provider);
+    } else {
+        s_w_nil(w);
+    }
+    return !w->oom;
+}
+
 static void s_on_put_ack(mesh_peer_t *peer, const mesh_reply_t *reply, void *arg);
 
 /*  Without wait, a cast; with it, a call that the submit's reply waits for. */
 static void s_put_wait(mesh_taskd_t *self, const mesh__task_t *t, const char *peer_id, unsigned k,
                        int64_t now, s_wait_t *wait)
 {
-    size_t n;
-    uint8_t *rec = s_encode(t, now, &n);
-    if (!rec) {
+    s_w_t w = {0};
+    if (!s_put_body(self, t, k, now, &w)) {
+        free(w.buf);
         return;
     }
-    s_meta_t *m = s_meta(self, mesh__task_id_hex(t), false);
-    s_w_t w = {0};
-    s_w_array(&w, 4);
-    s_w_uint(&w, k);
-    s_w_uint(&w, m ? m->replicas : self->cfg.replicas);
-    if (mesh__task_state(t) == MESH_TASK_RUNNING) {
-        s_w_str(&w, mesh_peer_id(self->peer));
-    } else if (m && m->runner[0]) {
-        s_w_str(&w, m->runner);
-    } else {
-        s_w_nil(&w);
-    }
-    s_w_bin(&w, rec, n);
-    free(rec);
-    if (wait && !w.oom) {
+    if (wait) {
         mesh_call_opts_t o = {.selector = "direct", .peer = peer_id};
         if (mesh_peer_call(self->peer, S_PATH_PUT, w.buf, w.len, &o, s_on_put_ack, wait) == 0) {
             wait->outstanding++;
@@ -499,7 +691,10 @@ static void s_on_put_ack(mesh_peer_t *peer, const mesh_reply_t *reply, void *arg
     s_wait_check(w);
 }
 
-/*  done [replicas, record] to every task service (non-holders ignore it). */
+static void s_to_holders(mesh_taskd_t *self, const mesh__task_t *t, const char *path,
+                         const s_w_t *w);
+
+/*  done [replicas, record] to the other holders. */
 static void s_broadcast_done(mesh_taskd_t *self, const mesh__task_t *t, int64_t now)
 {
     size_t n;
@@ -512,7 +707,7 @@ static void s_broadcast_done(mesh_taskd_t *self, const mesh__task_t *t, int64_t 
     s_w_uint(&w, s_replicas_of(self, mesh__task_id_hex(t)));
     s_w_bin(&w, rec, n);
     free(rec);
-    s_cast(self, S_PATH_DONE, NULL, &w);
+    s_to_holders(self, t, S_PATH_DONE, &w);
     free(w.buf);
 }
 
@@ -557,6 +752,18 @@ static void s_holders(mesh_taskd_t *self, const uint8_t *id, unsigned replicas, 
                       s_holders_t *h)
 {
     s_holders_on(self->peer, id, replicas, skip, h);
+}
+
+/*  A cast to each holder of t but this peer. */
+static void s_to_holders(mesh_taskd_t *self, const mesh__task_t *t, const char *path,
+                         const s_w_t *w)
+{
+    s_holders_t h;
+    s_holders(self, mesh__task_id(t), s_replicas_of(self, mesh__task_id_hex(t)),
+              mesh_peer_id(self->peer), &h);
+    for (size_t j = 0; j < h.n; j++) {
+        s_cast(self, path, h.ids[j], w);
+    }
 }
 
 static int s_rank_of(const s_holders_t *h, const char *id)
@@ -630,7 +837,31 @@ static void s_run_finish(mesh_taskd_t *self, const uint8_t *id, uint32_t attempt
     if (mesh__tasks_finished(self->tasks, id, attempt, ok, res, size, now) == 0) {
         mesh__task_t *t = mesh__tasks_find(self->tasks, id);
         if (t) {
+            if (ok) {
+                self->st.succeeded++;
+            } else {
+                self->st.failed++;
+                s_meta_t *m = s_meta(self, mesh__task_id_hex(t), false);
+                if (m) {
+                    m->provider[0] = '\0'; /* a retry is a new choice */
+                }
+            }
             s_broadcast_done(self, t, now);
+        }
+    }
+    s_arm(self, now);
+}
+
+/*  The run ended without an outcome: again later, after S_RETRY_MS.
+    reached: the provider may have run the handler (it was lost mid-run). */
+static void s_run_lost(mesh_taskd_t *self, const uint8_t *id, uint32_t attempt, bool reached)
+{
+    int64_t now = s_now();
+    if (mesh__tasks_requeue(self->tasks, id, attempt, reached, S_RETRY_MS, now) == 0) {
+        self->st.lost_runs++;
+        s_meta_t *m = s_meta(self, mesh__task_id_hex(mesh__tasks_find(self->tasks, id)), false);
+        if (m) {
+            m->provider[0] = '\0';
         }
     }
     s_arm(self, now);
@@ -647,46 +878,90 @@ static void s_on_run_reply(mesh_peer_t *peer, const mesh_reply_t *reply, void *a
     if (!self) {
         return;
     }
-    if (reply->status == 0) {
+    switch (reply->status) {
+    case 0:
         s_run_finish(self, id, attempt, true, reply->data, reply->size);
-    } else {
+        break;
+    case MESH_ERR_PEERLOST: /* the handler may have run: "once" covers a provider
+                               that survives; one that is gone took its outcome along */
+        s_run_lost(self, id, attempt, true);
+        break;
+    case MESH_ERR_REJECTED:
+    case MESH_ERR_NOTFOUND: /* the provider no longer offers it */
+    case MESH_ERR_NOPROVIDER:
+    case MESH_ERR_AGAIN:
+        s_run_lost(self, id, attempt, false);
+        break;
+    case MESH_ERR_CLOSED:
+        break; /* this peer is stopping: the hand-off carries the task */
+    default: {
         const char *err = reply->error ? reply->error : mesh_err_name(reply->status);
         s_run_finish(self, id, attempt, false, err, strlen(err));
+        break;
+    }
     }
 }
 
+/*  Runs attempt `attempt` of t: on the provider of the previous run of
+    this attempt if it still serves the path (a takeover: with "once" it
+    joins that run or replays its reply rather than running it again),
+    else on the one the selector picks. The holders learn who runs it and
+    where before the call leaves. */
 static void s_start(mesh_taskd_t *self, mesh__task_t *t)
 {
     mesh__task_info_t info;
     mesh__task_info(t, &info);
     s_meta_t *m = s_meta(self, info.id_hex, true);
-    if (m) {
-        snprintf(m->runner, sizeof m->runner, "%s", mesh_peer_id(self->peer));
-    }
-    /* started [id, attempt] to every task service: the holders stand down */
-    s_w_t w = {0};
-    s_w_array(&w, 2);
-    s_w_str(&w, info.id_hex);
-    s_w_uint(&w, info.attempt);
-    s_cast(self, S_PATH_STARTED, NULL, &w);
-    free(w.buf);
-
     uint8_t id[MESH_TASKS_ID_SIZE];
     memcpy(id, info.id, sizeof id);
     uint32_t attempt = info.attempt;
+    char provider[MESH_TASK_ID_HEX + 1];
+    int rc = MESH_ERR_NOPROVIDER;
+    if (m && m->provider[0]) {
+        mesh_call_opts_t o = {.selector = "direct", .peer = m->provider};
+        rc = mesh_peer_pick(self->peer, info.path, &o, provider);
+    }
+    if (rc != 0) {
+        mesh_call_opts_t o = {.selector = self->selector};
+        rc = mesh_peer_pick(self->peer, info.path, &o, provider);
+    }
+    if (rc != 0) {
+        s_run_lost(self, id, attempt, false); /* no provider now: wait for one */
+        return;
+    }
+    self->st.started++;
+    if (m) {
+        snprintf(m->runner, sizeof m->runner, "%s", mesh_peer_id(self->peer));
+        snprintf(m->provider, sizeof m->provider, "%s", provider);
+    }
+    /* started [id, attempt, provider] to the holders: they stand down */
+    s_w_t w = {0};
+    s_w_array(&w, 3);
+    s_w_str(&w, info.id_hex);
+    s_w_uint(&w, attempt);
+    s_w_str(&w, provider);
+    s_to_holders(self, t, S_PATH_STARTED, &w);
+    free(w.buf);
+
     s_pending_t *p = s_pending_new(self);
-    int rc = MESH_ERR_NOMEM;
+    rc = MESH_ERR_NOMEM;
     if (p) {
         memcpy(p->id, id, sizeof id);
         p->attempt = attempt;
-        mesh_call_opts_t o = {.selector = self->selector, .attempt_base = attempt - 1};
+        mesh_call_opts_t o = {.selector = "direct",
+                              .peer = provider,
+                              .key = info.id_hex,
+                              .once = true,
+                              .attempt_base = attempt - 1};
         rc = mesh_peer_call(self->peer, info.path, info.payload, info.payload_size, &o,
                             s_on_run_reply, p);
         if (rc != 0) {
             s_pending_end(p);
         }
     }
-    if (rc != 0) {
+    if (rc == MESH_ERR_NOPROVIDER || rc == MESH_ERR_AGAIN) {
+        s_run_lost(self, id, attempt, false);
+    } else if (rc != 0) {
         const char *err = mesh_err_name(rc);
         s_run_finish(self, id, attempt, false, err, strlen(err));
     }
@@ -700,7 +975,7 @@ typedef struct {
 static void s_alive_cb(const mesh_route_info_t *r, void *arg)
 {
     s_alive_t *a = arg;
-    if (!r->alive) {
+    if (!r->alive && !r->is_self) {
         return;
     }
     for (size_t i = 0; i < a->n; i++) {
@@ -720,38 +995,363 @@ static void s_alive_cb(const mesh_route_info_t *r, void *arg)
     snprintf(a->ids[a->n++], sizeof a->ids[0], "%s", r->id);
 }
 
-/*  STANDBY tasks whose runner is no longer alive are taken over. */
-static void s_takeovers(mesh_taskd_t *self, int64_t now)
+static bool s_is_alive(const s_alive_t *a, const char *id)
 {
-    if (mesh__tasks_count(self->tasks, MESH_TASK_STANDBY) == 0) {
+    for (size_t i = 0; i < a->n; i++) {
+        if (strcmp(a->ids[i], id) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*  STANDBY tasks whose runner is no longer alive are taken over. */
+static void s_takeovers(mesh_taskd_t *self, const s_alive_t *a, int64_t now)
+{
+    size_t n = mesh__tasks_count(self->tasks, MESH_TASK_STANDBY);
+    if (n == 0) {
         return;
     }
-    s_alive_t a = {0};
-    mesh_peer_routes(self->peer, s_alive_cb, &a);
-    size_t n = mesh__tasks_count(self->tasks, MESH_TASK_STANDBY);
     mesh__task_t **list = malloc(n * sizeof *list);
-    if (list) {
+    uint8_t(*lost)[MESH_TASKS_ID_SIZE] = malloc(n * sizeof *lost);
+    size_t nlost = 0;
+    if (list && lost) {
         n = mesh__tasks_list(self->tasks, MESH_TASK_STANDBY, list, n);
-        uint8_t(*lost)[MESH_TASKS_ID_SIZE] = malloc(n * sizeof *lost);
-        size_t nlost = 0;
-        for (size_t i = 0; lost && i < n; i++) {
+        for (size_t i = 0; i < n; i++) {
             s_meta_t *m = s_meta(self, mesh__task_id_hex(list[i]), false);
-            bool alive = false;
-            for (size_t j = 0; m && m->runner[0] && j < a.n; j++) {
-                alive = alive || strcmp(a.ids[j], m->runner) == 0;
-            }
-            if (m && m->runner[0] && !alive) {
+            if (m && m->runner[0] && !s_is_alive(a, m->runner)) {
                 memcpy(lost[nlost++], mesh__task_id(list[i]), MESH_TASKS_ID_SIZE);
             }
         }
         for (size_t i = 0; i < nlost; i++) {
-            mesh__tasks_takeover(self->tasks, lost[i], now);
+            if (mesh__tasks_takeover(self->tasks, lost[i], now) == 0) {
+                self->st.takeovers++;
+            }
         }
-        free(lost);
-        free(list);
     }
-    free(a.ids);
+    free(lost);
+    free(list);
 }
+
+/*  A replica (rank k > 0) starts a task only when no holder ranked before
+    it is alive: the replica offset covers an owner that died, not one that
+    is late (a rate limit holds its tasks back, its loop is busy). The
+    holders before it get the task again (one that lost it takes it back). */
+static bool s_gate(void *arg, const mesh__task_t *t)
+{
+    mesh_taskd_t *self = arg;
+    mesh__task_info_t info;
+    mesh__task_info(t, &info);
+    if (info.replica == 0 || !self->alive) {
+        return true;
+    }
+    s_holders_t h;
+    s_holders(self, info.id, s_replicas_of(self, info.id_hex), NULL, &h);
+    const char *me = mesh_peer_id(self->peer);
+    bool before_alive = false;
+    int64_t now = s_now();
+    for (size_t j = 0; j < h.n && strcmp(h.ids[j], me) != 0; j++) {
+        if (s_is_alive(self->alive, h.ids[j])) {
+            before_alive = true;
+            s_put(self, t, h.ids[j], (unsigned)j, now);
+        }
+    }
+    return !before_alive;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the quorum: a node that sees fewer than half of the members it saw
+   within quorum_memory_ms starts nothing (cut off, it would run what the
+   rest of the cluster runs too) */
+
+typedef struct {
+    mesh_taskd_t *self;
+    const s_alive_t *alive;
+    int64_t now;
+} s_seen_t;
+
+typedef struct {
+    int64_t at; /* last seen alive */
+    bool left;  /* said goodbye (left on purpose): not counted */
+} s_seen_at_t;
+
+static void s_seen_cb(const mesh_ring_member_t *mb, void *arg)
+{
+    s_seen_t *q = arg;
+    if (!mb->is_self && !s_is_alive(q->alive, mb->id)) {
+        return;
+    }
+    s_seen_at_t *at = zhashx_lookup(q->self->seen, mb->id);
+    if (!at) {
+        at = calloc(1, sizeof *at);
+        if (!at) {
+            return;
+        }
+        zhashx_insert(q->self->seen, mb->id, at);
+    }
+    if (!at->left) {
+        at->at = q->now;
+    }
+}
+
+static bool s_quorum(mesh_taskd_t *self, const s_alive_t *alive, int64_t now)
+{
+    if (self->cfg.quorum_memory_ms < 0) {
+        return true;
+    }
+    s_seen_t q = {self, alive, now};
+    mesh_peer_ring_members(self->peer, s_seen_cb, &q);
+    size_t total = 0, live = 0;
+    zlistx_t *stale = zlistx_new();
+    if (stale) {
+        zlistx_set_duplicator(stale, (zlistx_duplicator_fn *)strdup);
+        zlistx_set_destructor(stale, (zlistx_destructor_fn *)zstr_free);
+    }
+    for (s_seen_at_t *at = zhashx_first(self->seen); at; at = zhashx_next(self->seen)) {
+        if (now - at->at > self->cfg.quorum_memory_ms) {
+            if (stale) {
+                zlistx_add_end(stale, (void *)zhashx_cursor(self->seen));
+            }
+        } else if (!at->left) {
+            total++;
+            live += at->at == now;
+        }
+    }
+    for (const char *id = stale ? zlistx_first(stale) : NULL; id; id = zlistx_next(stale)) {
+        zhashx_delete(self->seen, id);
+    }
+    zlistx_destroy(&stale);
+    return live * 2 >= total;
+}
+
+static void s_on_bye(mesh_peer_t *peer, mesh_request_t *req, void *arg)
+{
+    (void)peer;
+    mesh_taskd_t *self = arg;
+    s_seen_at_t *at = zhashx_lookup(self->seen, mesh_request_from(req));
+    if (at) {
+        at->left = true; /* left on purpose: out of the quorum's count */
+    }
+    mesh_request_reply(req, NULL, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* reconciliation: before it starts anything after a start or after it was
+   cut off, a node asks the other holders of each task it holds for their
+   copy (sync), so it does not start what ran meanwhile */
+
+static void s_read_put_reply(mesh_taskd_t *self, const mesh_reply_t *reply);
+
+static void s_on_sync_reply(mesh_peer_t *peer, const mesh_reply_t *reply, void *arg)
+{
+    (void)peer;
+    s_pending_t *p = arg;
+    uint32_t round = p->attempt;
+    mesh_taskd_t *self = s_pending_end(p);
+    if (!self) {
+        return;
+    }
+    if (reply->status == 0) {
+        s_read_put_reply(self, reply);
+    }
+    if (round == self->round && --self->syncing == 0) {
+        self->ready = true;
+        s_arm(self, s_now());
+    }
+}
+
+static void s_reconcile(mesh_taskd_t *self, int64_t now)
+{
+    self->round++;
+    self->syncing = 0;
+    const char *me = mesh_peer_id(self->peer);
+    size_t pos = 0;
+    mesh__task_t *t;
+    while ((t = mesh__tasks_next(self->tasks, &pos))) {
+        if (mesh__task_state_final(mesh__task_state(t))) {
+            continue;
+        }
+        s_holders_t h;
+        s_holders(self, mesh__task_id(t), s_replicas_of(self, mesh__task_id_hex(t)), NULL, &h);
+        for (size_t j = 0; j < h.n; j++) {
+            if (strcmp(h.ids[j], me) == 0) {
+                continue;
+            }
+            s_w_t w = {0};
+            s_pending_t *p = s_put_body(self, t, (unsigned)j, now, &w) ? s_pending_new(self) : NULL;
+            if (p) {
+                p->attempt = self->round;
+                mesh_call_opts_t o = {.selector = "direct", .peer = h.ids[j]};
+                if (mesh_peer_call(self->peer, S_PATH_SYNC, w.buf, w.len, &o, s_on_sync_reply,
+                                   p) == 0) {
+                    self->syncing++;
+                } else {
+                    s_pending_end(p);
+                }
+            }
+            free(w.buf);
+        }
+    }
+    self->ready = self->syncing == 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* cluster-wide rate limits: tokens from the owner of the limit's key */
+
+static void s_on_token_reply(mesh_peer_t *peer, const mesh_reply_t *reply, void *arg)
+{
+    (void)peer;
+    s_pending_t *p = arg;
+    char *path = p->path;
+    p->path = NULL;
+    uint32_t wanted = p->wanted;
+    mesh_taskd_t *self = s_pending_end(p);
+    s_limit_t *l = self ? zhashx_lookup(self->limits, path) : NULL;
+    if (l) {
+        int64_t now = s_now();
+        l->asking = false;
+        l->retry_at = now + S_TOKEN_RETRY_MS;
+        s_r_t r = {reply->data, reply->size, 0};
+        uint32_t nf, granted, next_ms;
+        if (reply->status == 0 && s_r_array(&r, &nf) && nf == 2 && s_r_uint(&r, &granted) &&
+            s_r_uint(&r, &next_ms) && s_r_end(&r)) {
+            mesh__tasks_grant(self->tasks, path, granted);
+            l->retry_at = granted >= wanted ? now : now + (next_ms > 0 ? next_ms : 1);
+        }
+        s_arm(self, now);
+    }
+    free(path);
+}
+
+static void s_ask_tokens(mesh_taskd_t *self, int64_t now)
+{
+    for (s_limit_t *l = zhashx_first(self->limits); l; l = zhashx_next(self->limits)) {
+        const char *path = zhashx_cursor(self->limits);
+        size_t waiting = mesh__tasks_waiting(self->tasks, path);
+        if (waiting == 0 || l->asking || now < l->retry_at) {
+            continue;
+        }
+        char key[sizeof S_LIMIT_KEY + MESH_TASKS_PATH_MAX];
+        int klen = snprintf(key, sizeof key, "%s%s", S_LIMIT_KEY, path);
+        s_holders_t h;
+        memset(&h, 0, sizeof h);
+        h.want = 1;
+        (void)mesh_peer_ring_owners(self->peer, key, (size_t)klen, 1, s_holder_cb, &h);
+        s_w_t w = {0};
+        s_w_array(&w, 3);
+        s_w_str(&w, path);
+        s_w_str(&w, l->text);
+        s_w_uint(&w, waiting > UINT32_MAX ? UINT32_MAX : (uint32_t)waiting);
+        s_pending_t *p = h.n && !w.oom ? s_pending_new(self) : NULL;
+        int rc = MESH_ERR_NOMEM;
+        if (p && (p->path = strdup(path))) {
+            p->wanted = waiting > UINT32_MAX ? UINT32_MAX : (uint32_t)waiting;
+            mesh_call_opts_t o = {.selector = "direct", .peer = h.ids[0]};
+            rc = mesh_peer_call(self->peer, S_PATH_TOKEN, w.buf, w.len, &o, s_on_token_reply, p);
+        }
+        if (rc == 0) {
+            l->asking = true;
+        } else {
+            if (p) {
+                s_pending_end(p);
+            }
+            l->retry_at = now + S_TOKEN_RETRY_MS;
+        }
+        free(w.buf);
+    }
+}
+
+/*  token [path, limit, wanted] -> [granted, next_ms]: as the owner of the
+    path's limit key, from its bucket (made full at the first request, and
+    again when the limit asked for changes). */
+static void s_on_token(mesh_peer_t *peer, mesh_request_t *req, void *arg)
+{
+    (void)peer;
+    mesh_taskd_t *self = arg;
+    s_r_t r = {mesh_request_data(req), mesh_request_size(req), 0};
+    uint32_t nf, wanted;
+    char path[MESH_TASKS_PATH_MAX + 1], text[MESH_RATELIMIT_TEXT_MAX];
+    bool nil1, nil2;
+    mesh__ratelimit_t rl;
+    if (!s_r_array(&r, &nf) || nf != 3 || !s_r_str(&r, path, sizeof path, &nil1) || nil1 ||
+        path[0] != '/' || !s_r_str(&r, text, sizeof text, &nil2) || nil2 ||
+        mesh__ratelimit_parse(text, &rl) != 0 || !s_r_uint(&r, &wanted) || !s_r_end(&r)) {
+        mesh_request_error(req, "malformed token");
+        return;
+    }
+    int64_t now = s_now();
+    s_bucket_t *b = zhashx_lookup(self->buckets, path);
+    if (!b || b->rl.count != rl.count || b->rl.period_ms != rl.period_ms) {
+        if (!b && zhashx_size(self->buckets) >= MESH_TASKS_RATELIMITS_MAX) {
+            mesh_request_error(req, "too many rate limits");
+            return;
+        }
+        if (!b && !(b = calloc(1, sizeof *b))) {
+            mesh_request_error(req, "out of memory");
+            return;
+        }
+        if (!zhashx_lookup(self->buckets, path)) {
+            zhashx_insert(self->buckets, path, b);
+        }
+        b->rl = rl;
+        mesh__tokenbucket_init(&b->tb, &rl, now);
+    }
+    uint32_t granted = 0;
+    while (granted < wanted && mesh__tokenbucket_take(&b->tb, now)) {
+        granted++;
+    }
+    int64_t next = mesh__tokenbucket_next(&b->tb) - now;
+    self->st.tokens_granted += granted;
+    s_w_t w = {0};
+    s_w_array(&w, 2);
+    s_w_uint(&w, granted);
+    s_w_uint(&w, next <= 0 ? 0 : next > UINT32_MAX ? UINT32_MAX : (uint32_t)next);
+    if (w.oom) {
+        mesh_request_error(req, "out of memory");
+    } else {
+        mesh_request_reply(req, w.buf, w.len);
+    }
+    free(w.buf);
+}
+
+int mesh_taskd_set_ratelimit(mesh_taskd_t *self, const char *path, const char *limit)
+{
+    if (!self || !path || path[0] != '/' || strlen(path) > MESH_TASKS_PATH_MAX) {
+        return MESH_ERR_INVAL;
+    }
+    int64_t now = s_now();
+    if (!limit) {
+        zhashx_delete(self->limits, path);
+        mesh__tasks_set_ratelimit(self->tasks, path, NULL, now);
+        s_arm(self, now);
+        return 0;
+    }
+    mesh__ratelimit_t rl;
+    if (mesh__ratelimit_parse(limit, &rl) != 0) {
+        return MESH_ERR_INVAL;
+    }
+    s_limit_t *l = zhashx_lookup(self->limits, path);
+    if (!l) {
+        if (zhashx_size(self->limits) >= MESH_TASK_RATELIMITS_MAX) {
+            return MESH_ERR_AGAIN;
+        }
+        if (!(l = calloc(1, sizeof *l))) {
+            return MESH_ERR_NOMEM;
+        }
+        int rc = mesh__tasks_set_granted(self->tasks, path, now);
+        if (rc != 0) {
+            free(l);
+            return rc;
+        }
+        zhashx_insert(self->limits, path, l);
+    }
+    l->rl = rl;
+    mesh__ratelimit_format(&rl, l->text, sizeof l->text);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the scheduler turn */
 
 static void s_tick(mesh_taskd_t *self)
 {
@@ -761,24 +1361,44 @@ static void s_tick(mesh_taskd_t *self)
         self->digest = digest;
         s_rebalance(self, now);
     }
-    s_takeovers(self, now);
-    mesh__tasks_on_tick(self->tasks, now);
-    mesh__task_t *due[S_DUE_BATCH];
-    size_t n;
-    do {
-        n = mesh__tasks_due(self->tasks, now, due, S_DUE_BATCH);
-        /* ids, since starting may finish (and purge) synchronously */
-        uint8_t ids[S_DUE_BATCH][MESH_TASKS_ID_SIZE];
-        for (size_t i = 0; i < n; i++) {
-            memcpy(ids[i], mesh__task_id(due[i]), MESH_TASKS_ID_SIZE);
-        }
-        for (size_t i = 0; i < n; i++) {
-            mesh__task_t *t = mesh__tasks_find(self->tasks, ids[i]);
-            if (t && mesh__task_state(t) == MESH_TASK_RUNNING) {
-                s_start(self, t);
+    s_alive_t a = {0};
+    mesh_peer_routes(self->peer, s_alive_cb, &a);
+    bool quorum = s_quorum(self, &a, now);
+    if (!quorum && self->quorum) {
+        self->ready = false; /* cut off: once back, reconcile first */
+        self->syncing = 0;
+        self->round++;
+    }
+    self->quorum = quorum;
+    if (quorum && !self->ready && self->syncing == 0 &&
+        (self->cfg.startup_grace_ms < 0 || now - self->started_at >= self->cfg.startup_grace_ms)) {
+        s_reconcile(self, now);
+    }
+    if (quorum && self->ready) {
+        self->alive = &a;
+        s_takeovers(self, &a, now);
+        mesh__tasks_on_tick(self->tasks, now);
+        mesh__task_t *due[S_DUE_BATCH];
+        size_t n;
+        do {
+            n = mesh__tasks_due(self->tasks, now, due, S_DUE_BATCH);
+            /* ids, since starting may finish (and purge) synchronously */
+            uint8_t ids[S_DUE_BATCH][MESH_TASKS_ID_SIZE];
+            for (size_t i = 0; i < n; i++) {
+                memcpy(ids[i], mesh__task_id(due[i]), MESH_TASKS_ID_SIZE);
             }
-        }
-    } while (n == S_DUE_BATCH);
+            for (size_t i = 0; i < n; i++) {
+                mesh__task_t *t = mesh__tasks_find(self->tasks, ids[i]);
+                if (t && mesh__task_state(t) == MESH_TASK_RUNNING) {
+                    s_start(self, t);
+                }
+            }
+        } while (n == S_DUE_BATCH);
+        /* after the starts: what still waits needs tokens (granted ones are used) */
+        s_ask_tokens(self, now);
+        self->alive = NULL;
+    }
+    free(a.ids);
     s_arm(self, s_now());
 }
 
@@ -791,10 +1411,18 @@ static void s_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void s_arm(mesh_taskd_t *self, int64_t now)
 {
-    int64_t next = mesh__tasks_next_deadline(self->tasks, now);
     int64_t delay = self->cfg.tick_ms;
-    if (next != INT64_MAX && next - now < delay) {
-        delay = next - now;
+    if (self->quorum && self->ready) {
+        int64_t next = mesh__tasks_next_deadline(self->tasks, now);
+        for (s_limit_t *l = zhashx_first(self->limits); l; l = zhashx_next(self->limits)) {
+            if (!l->asking && l->retry_at < next &&
+                mesh__tasks_waiting(self->tasks, zhashx_cursor(self->limits)) > 0) {
+                next = l->retry_at;
+            }
+        }
+        if (next != INT64_MAX && next - now < delay) {
+            delay = next - now;
+        }
     }
     if (delay < 0) {
         delay = 0;
@@ -926,64 +1554,119 @@ static void s_on_submit(mesh_peer_t *peer, mesh_request_t *req, void *arg)
     s_reply_str(req, hex);
 }
 
-/*  put [k, replicas, runner|nil, record]: a holder takes a copy. */
-static void s_on_put(mesh_peer_t *peer, mesh_request_t *req, void *arg)
+/*  put or sync [k, replicas, runner|nil, record(, provider|nil)]: a holder
+    takes a copy (merged with its own: the most advanced wins). Returns the
+    task held, or NULL (the error is answered). */
+static mesh__task_t *s_take_copy(mesh_taskd_t *self, mesh_request_t *req)
 {
-    (void)peer;
-    mesh_taskd_t *self = arg;
     s_r_t r = {mesh_request_data(req), mesh_request_size(req), 0};
     uint32_t nf, k, replicas, n;
-    char runner[MESH_TASK_ID_HEX + 1];
-    bool nil;
+    char runner[MESH_TASK_ID_HEX + 1], provider[MESH_TASK_ID_HEX + 1] = "";
+    bool nil, pnil = true;
     const uint8_t *p;
     mesh__task_record_t rec;
-    if (!s_r_array(&r, &nf) || nf != 4 || !s_r_uint(&r, &k) || k >= MESH_TASKS_REPLICAS_MAX ||
-        !s_r_uint(&r, &replicas) || replicas == 0 || replicas >= MESH_TASKS_REPLICAS_MAX ||
-        !s_r_str(&r, runner, sizeof runner, &nil) || !s_read_record(&r, &rec, &p, &n)) {
+    if (!s_r_array(&r, &nf) || (nf != 4 && nf != 5) || !s_r_uint(&r, &k) ||
+        k >= MESH_TASKS_REPLICAS_MAX || !s_r_uint(&r, &replicas) || replicas == 0 ||
+        replicas >= MESH_TASKS_REPLICAS_MAX || !s_r_str(&r, runner, sizeof runner, &nil) ||
+        !s_r_bin(&r, &p, &n) || (nf == 5 && !s_r_str(&r, provider, sizeof provider, &pnil)) ||
+        !s_r_end(&r) || mesh__task_record_decode(p, n, &rec) != 0) {
         mesh_request_error(req, "malformed put");
-        return;
+        return NULL;
     }
     int64_t now = s_now();
     mesh__task_t *t = NULL;
     int rc = mesh__tasks_import(self->tasks, p, n, (int)k, now, &t);
-    if (rc >= 0 && t) {
-        char hex[MESH_TASK_ID_HEX + 1];
-        snprintf(hex, sizeof hex, "%s", mesh__task_id_hex(t));
-        s_meta_t *m = s_meta(self, hex, true);
-        if (m) {
-            m->replicas = replicas;
-            if (!nil && mesh__task_state(t) == MESH_TASK_STANDBY) {
-                snprintf(m->runner, sizeof m->runner, "%s", runner);
-            }
-        }
-        mesh__tasks_set_replica(self->tasks, rec.id, k, now);
-        s_arm(self, now);
+    if (rc < 0 || !t) {
+        mesh_request_error(req, mesh_err_name(rc < 0 ? rc : MESH_ERR_STATE));
+        return NULL;
     }
-    mesh_request_reply(req, NULL, 0);
+    char hex[MESH_TASK_ID_HEX + 1];
+    snprintf(hex, sizeof hex, "%s", mesh__task_id_hex(t));
+    s_meta_t *m = s_meta(self, hex, true);
+    if (m) {
+        m->replicas = replicas;
+        if (!nil && mesh__task_state(t) == MESH_TASK_STANDBY) {
+            snprintf(m->runner, sizeof m->runner, "%s", runner);
+        }
+        if (!pnil && !m->provider[0]) {
+            snprintf(m->provider, sizeof m->provider, "%s", provider);
+        }
+    }
+    mesh__tasks_set_replica(self->tasks, rec.id, k, now);
+    s_arm(self, now);
+    return t;
 }
 
-/*  started [id, attempt]: the others stand down. */
+static void s_on_put(mesh_peer_t *peer, mesh_request_t *req, void *arg)
+{
+    (void)peer;
+    if (s_take_copy(arg, req)) {
+        mesh_request_reply(req, NULL, 0);
+    }
+}
+
+/*  sync: as put, and the answer is the copy held after the merge. */
+static void s_on_sync(mesh_peer_t *peer, mesh_request_t *req, void *arg)
+{
+    (void)peer;
+    mesh_taskd_t *self = arg;
+    mesh__task_t *t = s_take_copy(self, req);
+    if (t) {
+        s_reply_record(req, t);
+    }
+}
+
+/*  A sync's answer: the other holder's copy, merged into ours. */
+static void s_read_put_reply(mesh_taskd_t *self, const mesh_reply_t *reply)
+{
+    s_r_t r = {reply->data, reply->size, 0};
+    const uint8_t *p;
+    uint32_t n;
+    mesh__task_record_t rec;
+    if (!s_read_record(&r, &rec, &p, &n)) {
+        return;
+    }
+    mesh__task_t *t = mesh__tasks_find(self->tasks, rec.id);
+    if (t) {
+        mesh__task_info_t info;
+        mesh__task_info(t, &info);
+        mesh__tasks_import(self->tasks, p, n, (int)info.replica, s_now(), NULL);
+    }
+}
+
+/*  started [id, attempt(, provider|nil)]: the others stand down. */
 static void s_on_started(mesh_peer_t *peer, mesh_request_t *req, void *arg)
 {
     mesh_taskd_t *self = arg;
     s_r_t r = {mesh_request_data(req), mesh_request_size(req), 0};
     uint32_t nf, attempt;
-    char hex[MESH_TASK_ID_HEX + 1];
-    bool nil;
+    char hex[MESH_TASK_ID_HEX + 1], provider[MESH_TASK_ID_HEX + 1] = "";
+    bool nil, pnil = true;
     uint8_t id[MESH_TASKS_ID_SIZE];
     const char *from = mesh_request_from(req);
-    if (!s_r_array(&r, &nf) || nf != 2 || !s_r_str(&r, hex, sizeof hex, &nil) || nil ||
-        !s_r_uint(&r, &attempt) || !s_r_end(&r) || mesh__task_id_from_hex(hex, id) != 0) {
+    if (!s_r_array(&r, &nf) || (nf != 2 && nf != 3) || !s_r_str(&r, hex, sizeof hex, &nil) ||
+        nil || !s_r_uint(&r, &attempt) ||
+        (nf == 3 && !s_r_str(&r, provider, sizeof provider, &pnil)) || !s_r_end(&r) ||
+        mesh__task_id_from_hex(hex, id) != 0) {
         mesh_request_error(req, "malformed started");
         return;
     }
-    if (from && strcmp(from, mesh_peer_id(peer)) != 0 &&
-        mesh__tasks_standdown(self->tasks, id, attempt, s_now()) == 0) {
-        s_meta_t *m = s_meta(self, mesh__task_id_hex(mesh__tasks_find(self->tasks, id)), true);
-        if (m) {
-            snprintf(m->runner, sizeof m->runner, "%s", from);
+    int64_t now = s_now();
+    if (from && strcmp(from, mesh_peer_id(peer)) != 0) {
+        int rc = mesh__tasks_standdown(self->tasks, id, attempt, now);
+        mesh__task_t *t = mesh__tasks_find(self->tasks, id);
+        if (rc == MESH_ERR_STATE && t && mesh__task_state(t) == MESH_TASK_RUNNING &&
+            mesh__task_attempt(t) == attempt) {
+            self->st.double_starts++;
         }
-        s_arm(self, s_now());
+        if (rc == 0 && t) {
+            s_meta_t *m = s_meta(self, mesh__task_id_hex(t), true);
+            if (m) {
+                snprintf(m->runner, sizeof m->runner, "%s", from);
+                snprintf(m->provider, sizeof m->provider, "%s", pnil ? "" : provider);
+            }
+            s_arm(self, now);
+        }
     }
     mesh_request_reply(req, NULL, 0);
 }
@@ -1008,6 +1691,10 @@ static void s_on_done(mesh_peer_t *peer, mesh_request_t *req, void *arg)
         mesh__task_info(t, &info);
         int64_t now = s_now();
         mesh__tasks_import(self->tasks, p, n, (int)info.replica, now, NULL);
+        s_meta_t *m = s_meta(self, info.id_hex, false);
+        if (m && rec.state != MESH_TASK_RUNNING) {
+            m->provider[0] = '\0'; /* that attempt is over */
+        }
         s_arm(self, now);
     }
     mesh_request_reply(req, NULL, 0);
@@ -1114,10 +1801,13 @@ static void s_on_list(mesh_peer_t *peer, mesh_request_t *req, void *arg)
 }
 
 static mesh_handler_fn *const s_handlers[] = {s_on_submit, s_on_put,    s_on_started, s_on_done,
-                                              s_on_status, s_on_cancel, s_on_list};
+                                              s_on_status, s_on_cancel, s_on_list,    s_on_sync,
+                                              s_on_token,  s_on_bye};
 
 /* ------------------------------------------------------------------------ */
 /* life cycle */
+
+static void s_free(mesh_taskd_t *self);
 
 void mesh_taskd_config_init(mesh_taskd_config_t *c)
 {
@@ -1156,6 +1846,15 @@ mesh_taskd_t *mesh_taskd_new(mesh_peer_t *peer, const mesh_taskd_config_t *cfg)
     if (self->cfg.tick_ms <= 0) {
         self->cfg.tick_ms = MESH_TASK_DEFAULT_TICK_MS;
     }
+    if (self->cfg.quorum_memory_ms == 0) {
+        self->cfg.quorum_memory_ms = MESH_TASK_DEFAULT_QUORUM_MEMORY_MS;
+    }
+    if (self->cfg.startup_grace_ms == 0) {
+        self->cfg.startup_grace_ms = MESH_TASK_DEFAULT_STARTUP_GRACE_MS;
+    }
+    self->cfg.ratelimits = NULL; /* applied below */
+    self->cfg.nratelimits = 0;
+    self->cfg.data_dir = NULL;
     snprintf(self->selector, sizeof self->selector, "%s",
              cfg->selector ? cfg->selector : "least_loaded");
     self->cfg.selector = self->selector;
@@ -1177,11 +1876,39 @@ mesh_taskd_t *mesh_taskd_new(mesh_peer_t *peer, const mesh_taskd_config_t *cfg)
     tc.event_arg = self;
     self->tasks = mesh__tasks_new(&tc);
     self->meta = zhashx_new();
-    if (!self->tasks || !self->meta) {
-        mesh_taskd_destroy(&self);
+    self->dirty = zhashx_new();
+    self->limits = zhashx_new();
+    self->buckets = zhashx_new();
+    self->seen = zhashx_new();
+    self->quorum = true;
+    self->started_at = s_now();
+    ev_prepare_init(&self->commit, s_on_commit);
+    self->commit.data = self;
+    ev_set_priority(&self->commit, EV_MAXPRI);
+    if (!self->tasks || !self->meta || !self->dirty || !self->limits || !self->buckets ||
+        !self->seen || (cfg->data_dir && !(self->data_dir = strdup(cfg->data_dir)))) {
+        s_free(self);
         return NULL;
     }
     zhashx_set_destructor(self->meta, s_meta_free);
+    mesh__tasks_set_gate(self->tasks, s_gate, self,
+                         self->cfg.replica_offset_ms > self->cfg.tick_ms
+                             ? self->cfg.replica_offset_ms
+                             : self->cfg.tick_ms);
+    zhashx_set_destructor(self->limits, s_meta_free);
+    zhashx_set_destructor(self->buckets, s_meta_free);
+    zhashx_set_destructor(self->seen, s_meta_free);
+    for (size_t i = 0; i < cfg->nratelimits; i++) {
+        const mesh_task_ratelimit_t *rl = &cfg->ratelimits[i];
+        if (mesh_taskd_set_ratelimit(self, rl->path, rl->limit) != 0) {
+            s_free(self);
+            return NULL;
+        }
+    }
+    if (self->data_dir && s_journal_open(self) != 0) {
+        s_free(self);
+        return NULL;
+    }
     size_t i;
     for (i = 0; i < S_NPATHS; i++) {
         if (mesh_peer_expose(peer, s_paths[i], s_handlers[i], self, NULL) != 0) {
@@ -1192,9 +1919,7 @@ mesh_taskd_t *mesh_taskd_new(mesh_peer_t *peer, const mesh_taskd_config_t *cfg)
         while (i-- > 0) {
             mesh_peer_unexpose(peer, s_paths[i]);
         }
-        mesh__tasks_destroy(&self->tasks);
-        zhashx_destroy(&self->meta);
-        free(self);
+        s_free(self);
         return NULL;
     }
     self->digest = mesh_peer_ring_digest(peer);
@@ -1202,6 +1927,22 @@ mesh_taskd_t *mesh_taskd_new(mesh_peer_t *peer, const mesh_taskd_config_t *cfg)
     self->timer.data = self;
     s_arm(self, s_now());
     return self;
+}
+
+/*  Frees what mesh_taskd_new made (no hand-off, nothing sent). */
+static void s_free(mesh_taskd_t *self)
+{
+    ev_prepare_stop(self->loop, &self->commit);
+    ev_timer_stop(self->loop, &self->timer);
+    mesh__journal_close(&self->journal);
+    mesh__tasks_destroy(&self->tasks);
+    zhashx_destroy(&self->meta);
+    zhashx_destroy(&self->dirty);
+    zhashx_destroy(&self->limits);
+    zhashx_destroy(&self->buckets);
+    zhashx_destroy(&self->seen);
+    free(self->data_dir);
+    free(self);
 }
 
 void mesh_taskd_destroy(mesh_taskd_t **self_p)
@@ -1225,9 +1966,15 @@ void mesh_taskd_destroy(mesh_taskd_t **self_p)
                 s_put(self, t, h.ids[j], (unsigned)j, now);
             }
         }
+        /* leaving on purpose: out of the others' quorum count */
+        s_w_t w = {0};
+        s_w_nil(&w);
+        s_cast(self, S_PATH_BYE, NULL, &w);
+        free(w.buf);
         for (size_t i = 0; i < S_NPATHS; i++) {
             mesh_peer_unexpose(self->peer, s_paths[i]);
         }
+        s_journal_clear(self); /* handed off: a restart must not bring them back */
     }
     for (s_pending_t *p = self->pending; p; p = p->next) {
         p->taskd = NULL;
@@ -1240,9 +1987,7 @@ void mesh_taskd_destroy(mesh_taskd_t **self_p)
         }
         s_wait_unlink(w); /* freed by its last put's callback */
     }
-    mesh__tasks_destroy(&self->tasks);
-    zhashx_destroy(&self->meta);
-    free(self);
+    s_free(self);
 }
 
 mesh_peer_t *mesh_taskd_peer(const mesh_taskd_t *self)
@@ -1575,4 +2320,15 @@ int mesh_task_list(mesh_peer_t *peer, const char *state, mesh_task_list_fn *cb, 
         free(c);
     }
     return rc;
+}
+
+void mesh_taskd_stats(const mesh_taskd_t *self, mesh_taskd_stats_t *out)
+{
+    *out = self->st;
+    const mesh__tasks_stats_t *ts = mesh__tasks_stats(self->tasks);
+    out->held = mesh__tasks_size(self->tasks);
+    out->double_starts += ts->double_starts;
+    out->rate_waits = ts->rate_waits;
+    out->quorum = self->quorum;
+    out->ready = self->ready;
 }

@@ -124,6 +124,9 @@ struct mesh__tasks {
     s_limiter_t *blocked;
     s_heap_t heap[S_HEAPS];
     size_t count[MESH_TASK_STATE_COUNT];
+    mesh__tasks_gate_fn *gate;
+    void *gate_arg;
+    int64_t gate_delay_ms;
     mesh__tasks_stats_t stats;
 };
 
@@ -1099,6 +1102,25 @@ size_t mesh__tasks_on_tick(mesh__tasks_t *self, int64_t now)
     return n;
 }
 
+/*  The gate says no: due again after its delay, whatever the rank. */
+static bool s_gated(mesh__tasks_t *self, mesh__task_t *t, int64_t now)
+{
+    if (!self->gate || self->gate(self->gate_arg, t)) {
+        return false;
+    }
+    self->stats.deferred++;
+    s_reschedule(self, t, now + self->gate_delay_ms - (int64_t)t->replica * self->cfg.replica_offset_ms);
+    return true;
+}
+
+void mesh__tasks_set_gate(mesh__tasks_t *self, mesh__tasks_gate_fn *fn, void *arg,
+                          int64_t delay_ms)
+{
+    self->gate = fn;
+    self->gate_arg = arg;
+    self->gate_delay_ms = delay_ms < 1 ? 1 : delay_ms > MESH_TASKS_TIME_MAX_MS ? MESH_TASKS_TIME_MAX_MS : delay_ms;
+}
+
 size_t mesh__tasks_due(mesh__tasks_t *self, int64_t now, mesh__task_t **out, size_t max)
 {
     size_t n = 0;
@@ -1110,6 +1132,9 @@ size_t mesh__tasks_due(mesh__tasks_t *self, int64_t now, mesh__task_t **out, siz
             mesh__task_t *t = l->head;
             if (s_expired(t, now)) {
                 s_finalize(self, t, MESH_TASK_EXPIRED, now);
+                continue;
+            }
+            if (s_gated(self, t, now)) {
                 continue;
             }
             if (!s_token(l, now)) {
@@ -1124,6 +1149,9 @@ size_t mesh__tasks_due(mesh__tasks_t *self, int64_t now, mesh__task_t **out, siz
         mesh__task_t *t = top->task;
         if (s_expired(t, now)) {
             s_finalize(self, t, MESH_TASK_EXPIRED, now);
+            continue;
+        }
+        if (s_gated(self, t, now)) {
             continue;
         }
         s_limiter_t *l = s_limiter_of(self, t);
@@ -1424,8 +1452,8 @@ size_t mesh__tasks_waiting(const mesh__tasks_t *self, const char *path)
     return l ? l->nwaiting : 0;
 }
 
-int mesh__tasks_requeue(mesh__tasks_t *self, const uint8_t *id, uint32_t attempt, int64_t delay_ms,
-                        int64_t now)
+int mesh__tasks_requeue(mesh__tasks_t *self, const uint8_t *id, uint32_t attempt, bool reached,
+                        int64_t delay_ms, int64_t now)
 {
     mesh__task_t *t;
     int rc = s_lookup(self, id, &t);
@@ -1438,6 +1466,9 @@ int mesh__tasks_requeue(mesh__tasks_t *self, const uint8_t *id, uint32_t attempt
                                                                       : MESH_ERR_INVAL;
     }
     self->stats.requeued++;
+    if (!reached && t->attempt > t->failures) {
+        t->attempt--; /* no handler saw it: the next start is this attempt again */
+    }
     if (t->cancel_requested) {
         s_finalize(self, t, MESH_TASK_CANCELLED, now);
     } else {

@@ -191,6 +191,15 @@ size_t mesh__tasks_on_tick(mesh__tasks_t *self, int64_t now);
     ready: call again. */
 size_t mesh__tasks_due(mesh__tasks_t *self, int64_t now, mesh__task_t **out, size_t max);
 
+/*  Consulted by due() for each task about to start, before it takes a
+    rate token: false defers the task by the gate's delay (SCHEDULED, due
+    then whatever its rank; counted in stats.deferred). The task service
+    keeps a replica from starting while a holder ranked before it is alive.
+    The gate may read the task but must not call the queue. */
+typedef bool(mesh__tasks_gate_fn)(void *arg, const mesh__task_t *task);
+void mesh__tasks_set_gate(mesh__tasks_t *self, mesh__tasks_gate_fn *fn, void *arg,
+                          int64_t delay_ms);
+
 /*  The outcome of attempt `attempt` (from the runner, local or remote).
     result: the handler's result (ok) or error text (!ok), copied, <=
     MESH_TASKS_RESULT_MAX (NULL when size 0). On failure, while failures <
@@ -247,13 +256,15 @@ int mesh__tasks_grant(mesh__tasks_t *self, const char *path, uint32_t n);
 /*  Tasks of path waiting for a token (0: none, or no limit). O(1). */
 size_t mesh__tasks_waiting(const mesh__tasks_t *self, const char *path);
 
-/*  The run of attempt `attempt` was lost before its handler could finish
-    (its provider was lost, nobody took it): the task is SCHEDULED again,
-    due delay_ms from now at this holder whatever its rank; the attempt
-    does not count as a failure. CANCELLED instead if a cancel was asked.
-    0, NOTFOUND, STATE (not RUNNING that attempt), INVAL (delay). */
-int mesh__tasks_requeue(mesh__tasks_t *self, const uint8_t *id, uint32_t attempt, int64_t delay_ms,
-                        int64_t now);
+/*  The run of attempt `attempt` ended without an outcome: its provider was
+    lost mid-run (reached: the handler may have run), or it never reached a
+    handler (no provider, rejected: !reached, and the attempt is not
+    counted, so the next start has the same number). The task is SCHEDULED
+    again, due delay_ms from now at this holder whatever its rank; no
+    failure is counted. CANCELLED instead if a cancel was asked. 0,
+    NOTFOUND, STATE (not RUNNING that attempt), INVAL (delay). */
+int mesh__tasks_requeue(mesh__tasks_t *self, const uint8_t *id, uint32_t attempt, bool reached,
+                        int64_t delay_ms, int64_t now);
 
 /*  Counts and iteration. list writes up to cap tasks in state (-1: any)
     and returns how many there are; next iterates all (*pos starts at 0;
@@ -277,6 +288,7 @@ typedef struct {
     uint64_t standdowns;
     uint64_t takeovers;
     uint64_t requeued; /* lost runs scheduled again (mesh__tasks_requeue) */
+    uint64_t deferred; /* due tasks the gate held back */
     uint64_t double_starts; /* standdown for an attempt running here */
     uint64_t imported;
     uint64_t import_stale; /* record older than the task held */

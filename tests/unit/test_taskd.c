@@ -16,6 +16,9 @@
 
 #include <ev.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <string.h>
 #include <time.h>
 
@@ -31,6 +34,8 @@
 #define OFFSET_MS    600
 
 static struct ev_loop *g_loop;
+static struct ev_loop *g_loop_b; /* peers 1.. run on it when set (quorum test) */
+static bool g_frozen;            /* loop b does not run: its peers fall silent */
 static ev_timer g_tick;
 static uint16_t g_port;
 static char g_realm[64];
@@ -42,7 +47,12 @@ static int g_runs;        /* executions of /work, any payload */
 static int g_runs_of[16]; /* per payload "0".."15" */
 static unsigned g_attempts_seen[8]; /* mesh_request_attempt() of each run, in order */
 static bool g_fail;       /* /work replies an error */
-static bool g_hold_first; /* /work never answers its first request (held until teardown) */
+static bool g_hold_first; /* /work holds its first request in g_held, unanswered */
+static mesh_request_t *g_held;
+static int64_t g_run_at[32];       /* wall-clock ms of each run, in order */
+static const char *g_data_dir;     /* the task services' journal, or NULL */
+static const mesh_task_ratelimit_t *g_limits; /* the task services' rate limits */
+static size_t g_nlimits;
 
 /*  What the callbacks got. */
 static int g_submit_status[8];
@@ -74,7 +84,15 @@ static bool s_turn(int64_t end)
     if (s_ms() >= end) {
         return false;
     }
-    ev_run(g_loop, EVRUN_ONCE);
+    if (!g_loop_b) {
+        ev_run(g_loop, EVRUN_ONCE);
+        return true;
+    }
+    ev_run(g_loop, EVRUN_NOWAIT);
+    if (!g_frozen) {
+        ev_run(g_loop_b, EVRUN_NOWAIT);
+    }
+    usleep(500);
     return true;
 }
 
@@ -89,6 +107,11 @@ static void s_work(mesh_peer_t *peer, mesh_request_t *req, void *arg)
     if (g_runs < 8) {
         g_attempts_seen[g_runs] = mesh_request_attempt(req);
     }
+    if (g_runs < 32) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        g_run_at[g_runs] = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    }
     g_runs++;
     char buf[8] = {0};
     size_t n = mesh_request_size(req);
@@ -100,7 +123,8 @@ static void s_work(mesh_peer_t *peer, mesh_request_t *req, void *arg)
         }
     }
     if (g_hold_first && g_runs == 1) {
-        return; /* held: its peer frees it when destroyed */
+        g_held = req; /* answered by the test, or freed with its peer */
+        return;
     }
     if (g_fail) {
         mesh_request_error(req, "boom");
@@ -119,6 +143,12 @@ static void s_init(void)
     memset(g_attempts_seen, 0, sizeof g_attempts_seen);
     g_fail = false;
     g_hold_first = false;
+    g_held = NULL;
+    g_data_dir = NULL;
+    g_loop_b = NULL;
+    g_frozen = false;
+    g_limits = NULL;
+    g_nlimits = 0;
     g_submits = 0;
     g_status_done = false;
     g_list_done = false;
@@ -144,6 +174,10 @@ static void s_teardown(void)
     ev_timer_stop(g_loop, &g_tick);
     ev_loop_destroy(g_loop);
     g_loop = NULL;
+    if (g_loop_b) {
+        ev_loop_destroy(g_loop_b);
+        g_loop_b = NULL;
+    }
 }
 
 static void s_end(void)
@@ -173,13 +207,18 @@ static void s_cluster(int n)
         g_peers[i] = mesh_peer_new(&c);
         cr_assert_not_null(g_peers[i]);
         cr_assert_eq(mesh_peer_expose(g_peers[i], "/work", s_work, NULL, NULL), 0);
-        cr_assert_eq(mesh_peer_attach(g_peers[i], g_loop), 0);
+        struct ev_loop *loop = g_loop_b && i > 0 ? g_loop_b : g_loop;
+        cr_assert_eq(mesh_peer_attach(g_peers[i], loop), 0);
         mesh_taskd_config_t tc;
         mesh_taskd_config_init(&tc);
-        tc.loop = g_loop;
+        tc.loop = loop;
         tc.replica_offset_ms = OFFSET_MS;
         tc.backoff_base_ms = 100;
         tc.tick_ms = 50;
+        tc.startup_grace_ms = 300;
+        tc.data_dir = g_data_dir;
+        tc.ratelimits = g_limits;
+        tc.nratelimits = g_nlimits;
         g_taskd[i] = mesh_taskd_new(g_peers[i], &tc);
         cr_assert_not_null(g_taskd[i]);
     }
@@ -195,6 +234,17 @@ static void s_cluster(int n)
               DISCOVERY_MS);
     cr_assert(ok, "the ring did not form");
     run_for(600); /* services announced, status pings carry the digest */
+    run_until((ok = ({
+                   bool all = true;
+                   for (int i = 0; i < n; i++) {
+                       mesh_taskd_stats_t st;
+                       mesh_taskd_stats(g_taskd[i], &st);
+                       all = all && st.ready && st.quorum;
+                   }
+                   all;
+               })),
+              3000);
+    cr_assert(ok, "the task services are not ready");
 }
 
 static void s_on_submit(mesh_peer_t *peer, int status, const char *id, const char *error, void *arg)
@@ -342,6 +392,21 @@ static void s_owner_cb(const char *id, const char *name, size_t rank, void *arg)
     }
 }
 
+static int s_owner_of(const char *id)
+{
+    uint8_t raw[16];
+    cr_assert_eq(mesh__task_id_from_hex(id, raw), 0);
+    s_owner_t own = {{0}};
+    cr_assert_eq(mesh_peer_ring_owners(g_peers[0], raw, 16, 1, s_owner_cb, &own), 0);
+    for (int i = 0; i < NPEERS; i++) {
+        if (g_peers[i] && strcmp(mesh_peer_id(g_peers[i]), own.id) == 0) {
+            return i;
+        }
+    }
+    cr_assert_fail("no owner");
+    return -1;
+}
+
 Test(taskd, owner_destroyed_mid_countdown_a_replica_runs_it_once)
 {
     s_cluster(NPEERS);
@@ -371,38 +436,88 @@ Test(taskd, owner_destroyed_mid_countdown_a_replica_runs_it_once)
     s_end();
 }
 
-/*  The owner runs a task whose provider never answers, then leaves: the
-    replicas, standing by, see their runner gone and take the task over
-    (the lost run does not count as a failed attempt); it ends SUCCEEDED. */
-Test(taskd, runner_lost_mid_run_a_replica_takes_over)
+/*  The owner runs a task on another peer's /work, which holds the request,
+    then the owner leaves: the replica, standing by, sees its runner gone
+    and takes the task over on the same provider, where "once" joins the
+    run still going on instead of running the handler again. When the
+    handler answers, the task ends SUCCEEDED, having run once. */
+Test(taskd, runner_lost_mid_run_the_takeover_joins_the_run_on_its_provider)
 {
     s_cluster(NPEERS);
     g_hold_first = true;
-    mesh_task_opts_t o = {.countdown_ms = 200};
+    mesh_task_opts_t o = {.countdown_ms = 400};
     char id[MESH_TASK_ID_HEX + 1];
     snprintf(id, sizeof id, "%s", s_submit(0, 0, "10", &o));
-    uint8_t raw[16];
-    cr_assert_eq(mesh__task_id_from_hex(id, raw), 0);
-    s_owner_t own = {{0}};
-    cr_assert_eq(mesh_peer_ring_owners(g_peers[0], raw, 16, 1, s_owner_cb, &own), 0);
-    int owner = -1;
-    for (int i = 0; i < NPEERS; i++) {
-        if (strcmp(mesh_peer_id(g_peers[i]), own.id) == 0) {
-            owner = i;
-        }
-    }
-    cr_assert_geq(owner, 0);
+    int owner = s_owner_of(id);
+    /* the owner offers no /work: its run goes to another peer */
+    cr_assert_eq(mesh_peer_unexpose(g_peers[owner], "/work"), 0);
     run_until(g_runs_of[10] == 1 && s_holding("standby") == 1, 3000);
     cr_assert_eq(g_runs_of[10], 1);
+    cr_assert_not_null(g_held);
     cr_assert_eq(s_holding("standby"), 1, "the replica stands by");
     cr_assert_eq(mesh_taskd_count(g_taskd[owner], "running"), 1, "the owner runs it");
     mesh_taskd_destroy(&g_taskd[owner]);
     mesh_peer_destroy(&g_peers[owner]);
-    run_until(s_holding("succeeded") == 2, 3000 + OFFSET_MS * 4);
+    mesh_taskd_stats_t st = {0};
+    run_until(({
+                  st.takeovers = 0;
+                  for (int i = 0; i < NPEERS; i++) {
+                      mesh_taskd_stats_t one;
+                      if (g_taskd[i]) {
+                          mesh_taskd_stats(g_taskd[i], &one);
+                          st.takeovers += one.takeovers;
+                      }
+                  }
+                  st.takeovers > 0;
+              }),
+              3000 + OFFSET_MS * 4);
+    cr_assert_gt(st.takeovers, 0, "a replica took the run over");
+    run_for(OFFSET_MS * 2);
+    cr_expect_eq(g_runs_of[10], 1, "the takeover joined the run: not run again");
+    cr_assert_eq(mesh_request_reply(g_held, "ok", 2), 0);
+    g_held = NULL;
+    run_until(s_holding("succeeded") == 2, 3000);
     cr_expect_eq(s_holding("succeeded"), 2, "both holders left end SUCCEEDED");
-    cr_expect_eq(g_runs_of[10], 2, "the lost run, then one more (%d)", g_runs_of[10]);
     run_for(OFFSET_MS * 3);
-    cr_expect_eq(g_runs_of[10], 2, "no third run");
+    cr_expect_eq(g_runs_of[10], 1, "it ran once");
+    s_end();
+}
+
+/*  The owner runs a task on itself and leaves mid-run: its provider went
+    with it, so the outcome is unknown and the task runs again elsewhere,
+    told its attempt number (2), and the lost run is not a failure. */
+Test(taskd, runner_and_provider_lost_mid_run_it_runs_again)
+{
+    s_cluster(NPEERS);
+    g_hold_first = true;
+    mesh_task_opts_t o = {.countdown_ms = 400};
+    char id[MESH_TASK_ID_HEX + 1];
+    snprintf(id, sizeof id, "%s", s_submit(0, 0, "11", &o));
+    int owner = s_owner_of(id);
+    /* only the owner offers /work until its run started */
+    for (int i = 0; i < NPEERS; i++) {
+        if (i != owner) {
+            cr_assert_eq(mesh_peer_unexpose(g_peers[i], "/work"), 0);
+        }
+    }
+    run_until(g_runs_of[11] == 1 && s_holding("standby") == 1, 3000);
+    cr_assert_eq(g_runs_of[11], 1);
+    for (int i = 0; i < NPEERS; i++) {
+        if (i != owner) {
+            cr_assert_eq(mesh_peer_expose(g_peers[i], "/work", s_work, NULL, NULL), 0);
+        }
+    }
+    g_held = NULL; /* freed with its peer */
+    mesh_taskd_destroy(&g_taskd[owner]);
+    mesh_peer_destroy(&g_peers[owner]);
+    run_until(s_holding("succeeded") == 2, 4000 + OFFSET_MS * 4);
+    cr_expect_eq(s_holding("succeeded"), 2, "both holders left end SUCCEEDED");
+    cr_expect_eq(g_runs_of[11], 2, "the lost run, then one more (%d)", g_runs_of[11]);
+    cr_expect_eq(g_attempts_seen[1], 2, "the second run is told attempt 2");
+    int other = (owner + 1) % NPEERS;
+    cr_expect_str_eq(s_status(other, id), "succeeded");
+    run_for(OFFSET_MS * 3);
+    cr_expect_eq(g_runs_of[11], 2, "no third run");
     s_end();
 }
 
@@ -444,5 +559,138 @@ Test(taskd, list_merges_every_holder)
     cr_assert_eq(mesh_task_list(g_peers[0], "succeeded", s_on_list, NULL), 0);
     run_until(g_list_done, 5000);
     cr_expect_eq(g_list_n, 0);
+    s_end();
+}
+
+static int64_t s_wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*  A node with a data dir dies without a word (a child process that exits
+    without destroying anything, as SIGKILL would leave it); a new one on
+    the same dir takes its tasks back from the journal: the scheduled ones
+    run at their time, the finished one does not run again. */
+Test(taskd, journal_brings_tasks_back_after_a_crash)
+{
+    char dir[] = "/tmp/mesh-taskd-journal-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    g_data_dir = dir;
+    int64_t t0 = s_wall();
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        ev_loop_fork(g_loop);
+        s_cluster(1);
+        mesh_task_opts_t now = {0};
+        s_submit(0, 0, "12", &now);
+        run_until(mesh_taskd_count(g_taskd[0], "succeeded") == 1, 5000);
+        mesh_task_opts_t later = {.countdown_ms = 2500};
+        s_submit(0, 1, "13", &later);
+        s_submit(0, 2, "14", &later);
+        run_for(100); /* committed at the end of the turn that changed them */
+        _exit(g_runs_of[12] == 1 && mesh_taskd_count(g_taskd[0], "scheduled") == 2 ? 0 : 3);
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the first life failed (%d)", status);
+    s_cluster(1);
+    mesh_taskd_stats_t st;
+    mesh_taskd_stats(g_taskd[0], &st);
+    cr_expect_eq(st.journal_loaded, 3, "three tasks back (%llu)",
+                 (unsigned long long)st.journal_loaded);
+    cr_expect_eq(mesh_taskd_count(g_taskd[0], "succeeded"), 1);
+    run_until(g_runs_of[13] == 1 && g_runs_of[14] == 1, 6000);
+    cr_expect_eq(g_runs_of[13], 1);
+    cr_expect_eq(g_runs_of[14], 1);
+    cr_expect_geq(g_run_at[0] - t0, 2400, "ran at its time, not at the restart");
+    cr_expect_eq(g_runs_of[12], 0, "the finished task did not run again");
+    run_until(mesh_taskd_count(g_taskd[0], "succeeded") == 3, 3000);
+    mesh_taskd_stats(g_taskd[0], &st);
+    cr_expect_gt(st.journal_commits, 0);
+    cr_expect_eq(st.journal_errors, 0);
+    s_teardown();
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_expect_eq(system(cmd), 0);
+    s_end();
+}
+
+/*  A cluster-wide limit of 4/s on /work, held by the owner of its key:
+    12 tasks due at once start 4 at a time, never faster than the limit
+    over the whole cluster, and none is dropped. */
+Test(taskd, rate_limit_spaces_starts_across_the_cluster)
+{
+    static const mesh_task_ratelimit_t limits[] = {{"/work", "4/s"}};
+    g_limits = limits;
+    g_nlimits = 1;
+    s_cluster(NPEERS);
+    mesh_task_opts_t o = {0};
+    char ids[12][MESH_TASK_ID_HEX + 1];
+    for (int i = 0; i < 12; i++) {
+        snprintf(ids[i], sizeof ids[i], "%s", s_submit(i % NPEERS, i % 8, "15", &o));
+    }
+    run_until(g_runs_of[15] == 12, 10000);
+    cr_assert_eq(g_runs_of[15], 12, "every task ran (%d)", g_runs_of[15]);
+    /* a bucket of 4 refilled at one per 250 ms: run k (from 0) cannot come
+       before (k - 3) x 250 ms after the first (less some scheduling slack) */
+    for (int k = 4; k < 12; k++) {
+        cr_expect_geq(g_run_at[k] - g_run_at[0], (k - 3) * 250 - 60,
+                      "run %d came %lld ms after the first", k,
+                      (long long)(g_run_at[k] - g_run_at[0]));
+    }
+    run_until(s_holding("succeeded") == 24, 3000);
+    cr_expect_eq(s_holding("succeeded"), 24, "every task succeeded on both holders");
+    mesh_taskd_stats_t st;
+    uint64_t granted = 0, waits = 0;
+    for (int i = 0; i < NPEERS; i++) {
+        mesh_taskd_stats(g_taskd[i], &st);
+        granted += st.tokens_granted;
+        waits += st.rate_waits;
+    }
+    cr_expect_eq(granted, 12, "one token per start (%llu)", (unsigned long long)granted);
+    cr_expect_gt(waits, 0);
+    s_end();
+}
+
+/*  Peer 0 is cut off: peers 1 and 2 fall silent (their loop stops), so
+    peer 0 sees one member of three. It starts nothing while so (neither
+    its own tasks nor the replicas of theirs, which it would otherwise take
+    over); once they are back, it reconciles and every task runs once. */
+Test(taskd, a_node_cut_off_from_most_of_the_cluster_starts_nothing)
+{
+    g_loop_b = ev_loop_new(0);
+    cr_assert_not_null(g_loop_b);
+    s_cluster(NPEERS);
+    /* due after the cut is noticed (ping timeout 1500 ms): the detection
+       window itself is the documented gap */
+    mesh_task_opts_t o = {.countdown_ms = 3000};
+    char ids[6][MESH_TASK_ID_HEX + 1];
+    int owned0 = 0;
+    for (int i = 0; i < 6; i++) {
+        char payload[4];
+        snprintf(payload, sizeof payload, "%d", i);
+        snprintf(ids[i], sizeof ids[i], "%s", s_submit(0, i, payload, &o));
+        owned0 += s_owner_of(ids[i]) == 0;
+    }
+    g_frozen = true;
+    mesh_taskd_stats_t st;
+    run_until((mesh_taskd_stats(g_taskd[0], &st), !st.quorum), 4000);
+    cr_assert(!st.quorum, "peer 0 still counts a quorum");
+    run_for(3000 + OFFSET_MS * 3); /* every task due, every replica offset past */
+    mesh_taskd_stats(g_taskd[0], &st);
+    cr_expect_eq(st.started, 0, "peer 0 started %llu runs while cut off (it owns %d)",
+                 (unsigned long long)st.started, owned0);
+    cr_expect_eq(g_runs, 0);
+    g_frozen = false;
+    run_until(s_holding("succeeded") == 12, 8000);
+    cr_expect_eq(s_holding("succeeded"), 12, "every task succeeded on both holders");
+    for (int i = 0; i < 6; i++) {
+        cr_expect_eq(g_runs_of[i], 1, "task %d ran %d times", i, g_runs_of[i]);
+    }
+    mesh_taskd_stats(g_taskd[0], &st);
+    cr_expect(st.quorum && st.ready);
     s_end();
 }

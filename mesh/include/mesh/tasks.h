@@ -43,6 +43,24 @@ typedef struct mesh_taskd mesh_taskd_t;
 #define MESH_TASK_DEFAULT_BACKOFF_BASE_MS   1000
 #define MESH_TASK_DEFAULT_TICK_MS           250 /* ring and runner checks at least this often */
 #define MESH_TASK_ID_HEX                    32
+#define MESH_TASK_DEFAULT_QUORUM_MEMORY_MS  300000 /* a silent member counts this long */
+#define MESH_TASK_DEFAULT_STARTUP_GRACE_MS  3000   /* discover, reconcile, then start */
+#define MESH_TASK_RATELIMITS_MAX            256    /* rate-limited paths per service */
+
+/*  Journal durability (mesh_taskd_config_t.journal_sync): see docs/tasks.md. */
+typedef enum {
+    MESH_TASK_SYNC_FULL = 0, /* every commit flushed: survives a power cut */
+    MESH_TASK_SYNC_META,     /* an OS crash may undo the last commits */
+    MESH_TASK_SYNC_NONE,     /* a process kill loses nothing; an OS crash may */
+} mesh_task_sync_t;
+
+/*  A cluster-wide rate limit: tasks of path start at most `limit` ("10/s",
+    "600/m", "N/h") across the realm; the ring owner of the path's limit
+    key holds the token bucket. Over the limit, tasks wait. */
+typedef struct {
+    const char *path;
+    const char *limit;
+} mesh_task_ratelimit_t;
 
 typedef struct {
     struct ev_loop *loop;      /* the loop the peer is attached to (required) */
@@ -53,15 +71,57 @@ typedef struct {
     int64_t backoff_base_ms;   /* retry after the 1st failure; 0: 1 s (doubling, jittered) */
     int tick_ms;               /* 0: MESH_TASK_DEFAULT_TICK_MS */
     const char *selector;      /* provider selection for runs; NULL: "least_loaded" */
+    const char *data_dir;      /* journal the tasks held here in this directory (LMDB)
+                                  and resume them after a restart; NULL: memory only */
+    mesh_task_sync_t journal_sync;
+    const mesh_task_ratelimit_t *ratelimits; /* nratelimits entries, copied */
+    size_t nratelimits;
+    int64_t quorum_memory_ms; /* a member gone silent still counts toward the quorum
+                                 this long; 0: MESH_TASK_DEFAULT_QUORUM_MEMORY_MS;
+                                 < 0: no quorum (a partition may run a task twice) */
+    int64_t startup_grace_ms; /* nothing starts before this (discovery, then the held
+                                 tasks are reconciled with the other holders);
+                                 0: MESH_TASK_DEFAULT_STARTUP_GRACE_MS; < 0: none */
 } mesh_taskd_config_t;
 
 /*  Fills c with the defaults (replica_offset_ms -1: the default). */
 MESH_EXPORT void mesh_taskd_config_init(mesh_taskd_config_t *c);
 
 /*  The task service of a running peer (attached to cfg->loop): exposes the
-    /sys/task/ services and starts the scheduler. NULL on a bad argument,
-    if the services cannot be exposed, or out of memory. */
+    /sys/task/ services and starts the scheduler; with a data_dir, opens
+    the journal there and takes back the tasks it holds. NULL on a bad
+    argument (a rate limit that does not parse included), if the services
+    cannot be exposed, the journal cannot be opened, or out of memory. */
 MESH_EXPORT mesh_taskd_t *mesh_taskd_new(mesh_peer_t *peer, const mesh_taskd_config_t *cfg);
+
+/*  Checks that dir can hold a journal: opens it and reads every record in a
+    forked child (LMDB does not survive every kind of damage, the child may
+    die in its place). Call before the process starts threads. 0, or
+    MESH_ERR_CONFIG (cannot be created or used), MESH_ERR_STATE (open by
+    another process), MESH_ERR_MALFORMED (not a mesh journal, damaged). */
+MESH_EXPORT int mesh_taskd_check_data_dir(const char *dir);
+
+/*  Sets (limit "10/s"...) or removes (NULL) a cluster-wide rate limit.
+    0, MESH_ERR_INVAL (path or limit malformed), MESH_ERR_AGAIN (too many). */
+MESH_EXPORT int mesh_taskd_set_ratelimit(mesh_taskd_t *self, const char *path, const char *limit);
+
+typedef struct {
+    size_t held;              /* tasks held here, final ones included */
+    uint64_t started;         /* runs started here */
+    uint64_t succeeded, failed;
+    uint64_t lost_runs;       /* runs whose provider or runner was lost: run again */
+    uint64_t takeovers;       /* runs of a lost runner taken over here */
+    uint64_t double_starts;   /* another holder started an attempt running here */
+    uint64_t rate_waits;      /* tasks that waited for a cluster-wide token */
+    uint64_t tokens_granted;  /* tokens this node's buckets granted (as limit owner) */
+    uint64_t journal_commits; /* journal batches committed */
+    uint64_t journal_errors;  /* journal batches that failed (the tasks stay in memory) */
+    uint64_t journal_loaded;  /* tasks taken back from the journal at start */
+    bool quorum;              /* enough of the cluster is in sight to start tasks */
+    bool ready;               /* the startup grace and reconciliation are over */
+} mesh_taskd_stats_t;
+
+MESH_EXPORT void mesh_taskd_stats(const mesh_taskd_t *self, mesh_taskd_stats_t *out);
 
 /*  Hands every task held here to its holders computed without this peer
     (casts queued before the call returns), unexposes the services and
