@@ -17,6 +17,7 @@
 
 #include "journal.h"
 #include "tasks.h"
+#include "taskwire.h"
 #include "tokenbucket.h"
 
 #include <czmq.h>
@@ -218,147 +219,6 @@ static void s_w_nil(s_w_t *w)
     s_w_raw(w, &b, 1);
 }
 
-typedef struct {
-    const uint8_t *p;
-    size_t len, off;
-} s_r_t;
-
-static bool s_r_be(s_r_t *r, size_t n, uint32_t *v)
-{
-    if (r->len - r->off < n) {
-        return false;
-    }
-    uint32_t x = 0;
-    for (size_t i = 0; i < n; i++) {
-        x = (x << 8) | r->p[r->off++];
-    }
-    *v = x;
-    return true;
-}
-
-static bool s_r_tag(s_r_t *r, uint8_t *tag)
-{
-    if (r->off >= r->len) {
-        return false;
-    }
-    *tag = r->p[r->off++];
-    return true;
-}
-
-static bool s_r_uint(s_r_t *r, uint32_t *v)
-{
-    uint8_t t;
-    if (!s_r_tag(r, &t)) {
-        return false;
-    }
-    if (t <= 0x7f) {
-        *v = t;
-        return true;
-    }
-    switch (t) {
-    case 0xcc:
-        return s_r_be(r, 1, v);
-    case 0xcd:
-        return s_r_be(r, 2, v);
-    case 0xce:
-        return s_r_be(r, 4, v);
-    default:
-        return false;
-    }
-}
-
-static bool s_r_array(s_r_t *r, uint32_t *n)
-{
-    uint8_t t;
-    if (!s_r_tag(r, &t)) {
-        return false;
-    }
-    if ((t & 0xf0) == 0x90) {
-        *n = t & 0x0f;
-        return true;
-    }
-    switch (t) {
-    case 0xdc:
-        return s_r_be(r, 2, n);
-    case 0xdd:
-        return s_r_be(r, 4, n);
-    default:
-        return false;
-    }
-}
-
-static bool s_r_body(s_r_t *r, uint32_t n, const uint8_t **p)
-{
-    if (r->len - r->off < n) {
-        return false;
-    }
-    *p = r->p + r->off;
-    r->off += n;
-    return true;
-}
-
-static bool s_r_bin(s_r_t *r, const uint8_t **p, uint32_t *n)
-{
-    uint8_t t;
-    if (!s_r_tag(r, &t)) {
-        return false;
-    }
-    bool ok;
-    switch (t) {
-    case 0xc4:
-        ok = s_r_be(r, 1, n);
-        break;
-    case 0xc5:
-        ok = s_r_be(r, 2, n);
-        break;
-    case 0xc6:
-        ok = s_r_be(r, 4, n);
-        break;
-    default:
-        return false;
-    }
-    return ok && s_r_body(r, *n, p);
-}
-
-/*  A string or nil (*p NULL) into out (NUL-terminated, at most cap - 1). */
-static bool s_r_str(s_r_t *r, char *out, size_t cap, bool *nil)
-{
-    uint8_t t;
-    if (!s_r_tag(r, &t)) {
-        return false;
-    }
-    uint32_t n;
-    bool ok = true;
-    *nil = false;
-    if (t == 0xc0) {
-        *nil = true;
-        out[0] = '\0';
-        return true;
-    }
-    if ((t & 0xe0) == 0xa0) {
-        n = t & 0x1f;
-    } else if (t == 0xd9) {
-        ok = s_r_be(r, 1, &n);
-    } else if (t == 0xda) {
-        ok = s_r_be(r, 2, &n);
-    } else if (t == 0xdb) {
-        ok = s_r_be(r, 4, &n);
-    } else {
-        return false;
-    }
-    const uint8_t *p;
-    if (!ok || n >= cap || !s_r_body(r, n, &p) || memchr(p, 0, n)) {
-        return false;
-    }
-    memcpy(out, p, n);
-    out[n] = '\0';
-    return true;
-}
-
-static bool s_r_end(const s_r_t *r)
-{
-    return r->off == r->len;
-}
 
 /* ------------------------------------------------------------------------ */
 /* side entries */
@@ -1211,10 +1071,9 @@ static void s_on_token_reply(mesh_peer_t *peer, const mesh_reply_t *reply, void 
         int64_t now = s_now();
         l->asking = false;
         l->retry_at = now + S_TOKEN_RETRY_MS;
-        s_r_t r = {reply->data, reply->size, 0};
-        uint32_t nf, granted, next_ms;
-        if (reply->status == 0 && s_r_array(&r, &nf) && nf == 2 && s_r_uint(&r, &granted) &&
-            s_r_uint(&r, &next_ms) && s_r_end(&r)) {
+        uint32_t granted, next_ms;
+        if (reply->status == 0 &&
+            mesh__tw_token_reply(reply->data, reply->size, &granted, &next_ms) == 0) {
             mesh__tasks_grant(self->tasks, path, granted);
             l->retry_at = granted >= wanted ? now : now + (next_ms > 0 ? next_ms : 1);
         }
@@ -1268,17 +1127,14 @@ static void s_on_token(mesh_peer_t *peer, mesh_request_t *req, void *arg)
 {
     (void)peer;
     mesh_taskd_t *self = arg;
-    s_r_t r = {mesh_request_data(req), mesh_request_size(req), 0};
-    uint32_t nf, wanted;
-    char path[MESH_TASKS_PATH_MAX + 1], text[MESH_RATELIMIT_TEXT_MAX];
-    bool nil1, nil2;
-    mesh__ratelimit_t rl;
-    if (!s_r_array(&r, &nf) || nf != 3 || !s_r_str(&r, path, sizeof path, &nil1) || nil1 ||
-        path[0] != '/' || !s_r_str(&r, text, sizeof text, &nil2) || nil2 ||
-        mesh__ratelimit_parse(text, &rl) != 0 || !s_r_uint(&r, &wanted) || !s_r_end(&r)) {
+    mesh__tw_token_t tk;
+    if (mesh__tw_token(mesh_request_data(req), mesh_request_size(req), &tk) != 0) {
         mesh_request_error(req, "malformed token");
         return;
     }
+    const char *path = tk.path;
+    const mesh__ratelimit_t rl = tk.rl;
+    uint32_t wanted = tk.wanted;
     int64_t now = s_now();
     s_bucket_t *b = zhashx_lookup(self->buckets, path);
     if (!b || b->rl.count != rl.count || b->rl.period_ms != rl.period_ms) {
@@ -1435,11 +1291,6 @@ static void s_arm(mesh_taskd_t *self, int64_t now)
 /* ------------------------------------------------------------------------ */
 /* the services */
 
-/*  Decodes [uint..., bin record] after the leading uints. */
-static bool s_read_record(s_r_t *r, mesh__task_record_t *rec, const uint8_t **p, uint32_t *n)
-{
-    return s_r_bin(r, p, n) && s_r_end(r) && mesh__task_record_decode(*p, *n, rec) == 0;
-}
 
 static void s_reply_str(mesh_request_t *req, const char *s)
 {
@@ -1475,16 +1326,16 @@ static void s_on_submit(mesh_peer_t *peer, mesh_request_t *req, void *arg)
 {
     (void)peer;
     mesh_taskd_t *self = arg;
-    s_r_t r = {mesh_request_data(req), mesh_request_size(req), 0};
-    uint32_t nf, replicas, n;
-    const uint8_t *p;
-    mesh__task_record_t rec;
-    if (!s_r_array(&r, &nf) || nf != 2 || !s_r_uint(&r, &replicas) ||
-        replicas >= MESH_TASKS_REPLICAS_MAX || !s_read_record(&r, &rec, &p, &n) ||
-        rec.state != MESH_TASK_SCHEDULED || rec.attempt != 0) {
+    mesh__tw_submit_t sm;
+    if (mesh__tw_submit(mesh_request_data(req), mesh_request_size(req), &sm) != 0 ||
+        sm.r.rec.state != MESH_TASK_SCHEDULED || sm.r.rec.attempt != 0) {
         mesh_request_error(req, "malformed submit");
         return;
     }
+    uint32_t replicas = sm.replicas;
+    mesh__task_record_t rec = sm.r.rec;
+    const uint8_t *p = sm.r.raw;
+    size_t n = sm.r.len;
     if (replicas == 0) {
         replicas = self->cfg.replicas;
     }
@@ -1559,20 +1410,17 @@ static void s_on_submit(mesh_peer_t *peer, mesh_request_t *req, void *arg)
     task held, or NULL (the error is answered). */
 static mesh__task_t *s_take_copy(mesh_taskd_t *self, mesh_request_t *req)
 {
-    s_r_t r = {mesh_request_data(req), mesh_request_size(req), 0};
-    uint32_t nf, k, replicas, n;
-    char runner[MESH_TASK_ID_HEX + 1], provider[MESH_TASK_ID_HEX + 1] = "";
-    bool nil, pnil = true;
-    const uint8_t *p;
-    mesh__task_record_t rec;
-    if (!s_r_array(&r, &nf) || (nf != 4 && nf != 5) || !s_r_uint(&r, &k) ||
-        k >= MESH_TASKS_REPLICAS_MAX || !s_r_uint(&r, &replicas) || replicas == 0 ||
-        replicas >= MESH_TASKS_REPLICAS_MAX || !s_r_str(&r, runner, sizeof runner, &nil) ||
-        !s_r_bin(&r, &p, &n) || (nf == 5 && !s_r_str(&r, provider, sizeof provider, &pnil)) ||
-        !s_r_end(&r) || mesh__task_record_decode(p, n, &rec) != 0) {
+    mesh__tw_put_t pt;
+    if (mesh__tw_put(mesh_request_data(req), mesh_request_size(req), &pt) != 0) {
         mesh_request_error(req, "malformed put");
         return NULL;
     }
+    const uint8_t *p = pt.r.raw;
+    size_t n = pt.r.len;
+    uint32_t k = pt.k, replicas = pt.replicas;
+    const mesh__task_record_t rec = pt.r.rec;
+    const char *runner = pt.runner, *provider = pt.provider;
+    bool nil = !runner[0], pnil = !provider[0];
     int64_t now = s_now();
     mesh__task_t *t = NULL;
     int rc = mesh__tasks_import(self->tasks, p, n, (int)k, now, &t);
@@ -1619,13 +1467,13 @@ static void s_on_sync(mesh_peer_t *peer, mesh_request_t *req, void *arg)
 /*  A sync's answer: the other holder's copy, merged into ours. */
 static void s_read_put_reply(mesh_taskd_t *self, const mesh_reply_t *reply)
 {
-    s_r_t r = {reply->data, reply->size, 0};
-    const uint8_t *p;
-    uint32_t n;
-    mesh__task_record_t rec;
-    if (!s_read_record(&r, &rec, &p, &n)) {
+    mesh__tw_record_t tr;
+    if (mesh__tw_record(reply->data, reply->size, &tr) != 0) {
         return;
     }
+    const mesh__task_record_t rec = tr.rec;
+    const uint8_t *p = tr.raw;
+    size_t n = tr.len;
     mesh__task_t *t = mesh__tasks_find(self->tasks, rec.id);
     if (t) {
         mesh__task_info_t info;
@@ -1638,19 +1486,16 @@ static void s_read_put_reply(mesh_taskd_t *self, const mesh_reply_t *reply)
 static void s_on_started(mesh_peer_t *peer, mesh_request_t *req, void *arg)
 {
     mesh_taskd_t *self = arg;
-    s_r_t r = {mesh_request_data(req), mesh_request_size(req), 0};
-    uint32_t nf, attempt;
-    char hex[MESH_TASK_ID_HEX + 1], provider[MESH_TASK_ID_HEX + 1] = "";
-    bool nil, pnil = true;
-    uint8_t id[MESH_TASKS_ID_SIZE];
+    mesh__tw_started_t sd;
     const char *from = mesh_request_from(req);
-    if (!s_r_array(&r, &nf) || (nf != 2 && nf != 3) || !s_r_str(&r, hex, sizeof hex, &nil) ||
-        nil || !s_r_uint(&r, &attempt) ||
-        (nf == 3 && !s_r_str(&r, provider, sizeof provider, &pnil)) || !s_r_end(&r) ||
-        mesh__task_id_from_hex(hex, id) != 0) {
+    if (mesh__tw_started(mesh_request_data(req), mesh_request_size(req), &sd) != 0) {
         mesh_request_error(req, "malformed started");
         return;
     }
+    const uint8_t *id = sd.id;
+    uint32_t attempt = sd.attempt;
+    const char *provider = sd.provider;
+    bool pnil = !provider[0];
     int64_t now = s_now();
     if (from && strcmp(from, mesh_peer_id(peer)) != 0) {
         int rc = mesh__tasks_standdown(self->tasks, id, attempt, now);
@@ -1675,16 +1520,15 @@ static void s_on_started(mesh_peer_t *peer, mesh_request_t *req, void *arg)
 static void s_on_done(mesh_peer_t *peer, mesh_request_t *req, void *arg)
 {
     mesh_taskd_t *self = arg;
-    s_r_t r = {mesh_request_data(req), mesh_request_size(req), 0};
-    uint32_t nf, replicas, n;
-    const uint8_t *p;
-    mesh__task_record_t rec;
+    mesh__tw_done_t dn;
     const char *from = mesh_request_from(req);
-    if (!s_r_array(&r, &nf) || nf != 2 || !s_r_uint(&r, &replicas) ||
-        !s_read_record(&r, &rec, &p, &n)) {
+    if (mesh__tw_done(mesh_request_data(req), mesh_request_size(req), &dn) != 0) {
         mesh_request_error(req, "malformed done");
         return;
     }
+    const mesh__task_record_t rec = dn.r.rec;
+    const uint8_t *p = dn.r.raw;
+    size_t n = dn.r.len;
     mesh__task_t *t = mesh__tasks_find(self->tasks, rec.id);
     if (t && from && strcmp(from, mesh_peer_id(peer)) != 0) {
         mesh__task_info_t info;
@@ -1702,11 +1546,8 @@ static void s_on_done(mesh_peer_t *peer, mesh_request_t *req, void *arg)
 
 static bool s_read_id(mesh_request_t *req, uint8_t *id)
 {
-    s_r_t r = {mesh_request_data(req), mesh_request_size(req), 0};
-    char hex[MESH_TASK_ID_HEX + 1];
-    bool nil;
-    return s_r_str(&r, hex, sizeof hex, &nil) && !nil && s_r_end(&r) &&
-           mesh__task_id_from_hex(hex, id) == 0;
+    char hex[MESH_TW_ID_HEX + 1];
+    return mesh__tw_id(mesh_request_data(req), mesh_request_size(req), id, hex) == 0;
 }
 
 static void s_on_status(mesh_peer_t *peer, mesh_request_t *req, void *arg)
@@ -1754,12 +1595,8 @@ static void s_on_list(mesh_peer_t *peer, mesh_request_t *req, void *arg)
 {
     (void)peer;
     mesh_taskd_t *self = arg;
-    s_r_t r = {mesh_request_data(req), mesh_request_size(req), 0};
-    char name[32];
-    bool nil;
-    int state = -1;
-    if (!s_r_str(&r, name, sizeof name, &nil) || !s_r_end(&r) ||
-        (!nil && (state = mesh__task_state_from_name(name)) < 0)) {
+    int state;
+    if (mesh__tw_state(mesh_request_data(req), mesh_request_size(req), &state) != 0) {
         mesh_request_error(req, "malformed list");
         return;
     }
@@ -2023,14 +1860,11 @@ static void s_on_submit_reply(mesh_peer_t *peer, const mesh_reply_t *reply, void
     mesh_task_submit_fn *cb = (mesh_task_submit_fn *)c->cb;
     void *cb_arg = c->arg;
     free(c);
-    char hex[MESH_TASK_ID_HEX + 1];
-    bool nil;
+    char hex[MESH_TW_ID_HEX + 1];
+    uint8_t id[MESH_TASKS_ID_SIZE];
     int status = reply->status;
-    if (status == 0) {
-        s_r_t r = {reply->data, reply->size, 0};
-        if (!s_r_str(&r, hex, sizeof hex, &nil) || nil || !s_r_end(&r)) {
-            status = MESH_ERR_MALFORMED;
-        }
+    if (status == 0 && mesh__tw_id(reply->data, reply->size, id, hex) != 0) {
+        status = MESH_ERR_MALFORMED;
     }
     cb(peer, status, status == 0 ? hex : NULL, reply->error, cb_arg);
 }
@@ -2185,12 +2019,9 @@ static void s_on_status_gather(mesh_peer_t *peer, const mesh_gather_t *g, void *
         if (rp->status != 0) {
             continue;
         }
-        s_r_t r = {rp->data, rp->size, 0};
-        const uint8_t *b;
-        uint32_t n;
-        mesh__task_record_t rec;
-        if (s_read_record(&r, &rec, &b, &n) && (!have || s_ahead(&rec, &best))) {
-            best = rec;
+        mesh__tw_record_t tr;
+        if (mesh__tw_record(rp->data, rp->size, &tr) == 0 && (!have || s_ahead(&tr.rec, &best))) {
+            best = tr.rec;
             have = true;
         }
     }
@@ -2250,18 +2081,17 @@ static void s_on_list_gather(mesh_peer_t *peer, const mesh_gather_t *g, void *ar
         if (rp->status != 0) {
             continue;
         }
-        s_r_t r = {rp->data, rp->size, 0};
+        mesh__tw_reader_t r;
         uint32_t count;
-        if (!s_r_array(&r, &count)) {
+        if (mesh__tw_list_begin(&r, rp->data, rp->size, &count) != 0) {
             continue;
         }
         for (uint32_t j = 0; j < count; j++) {
-            const uint8_t *b;
-            uint32_t len;
-            mesh__task_record_t rec;
-            if (!s_r_bin(&r, &b, &len) || mesh__task_record_decode(b, len, &rec) != 0) {
+            mesh__tw_record_t tr;
+            if (mesh__tw_list_next(&r, &tr) != 0) {
                 break;
             }
+            mesh__task_record_t rec = tr.rec;
             size_t k;
             for (k = 0; k < n && memcmp(recs[k].id, rec.id, MESH_TASKS_ID_SIZE) != 0; k++) {
             }
