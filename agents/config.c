@@ -10,6 +10,8 @@
 #include "config.h"
 #include "agent_impl.h"
 #include "cli.h"
+#include "codec.h"
+#include "tokenbucket.h"
 
 #include <mesh/mesh.h>
 
@@ -30,9 +32,18 @@
 
 static const char *const s_levels[] = {"error", "warn", "info", "debug"};
 
+/*  Indexed by mesh_task_sync_t. */
+static const char *const s_syncs[] = {"full", "meta", "none"};
+#define S_NSYNCS (sizeof s_syncs / sizeof s_syncs[0])
+
 const char *meshd_log_level_name(int level)
 {
     return level >= 0 && level <= MESHD_LOG_DEBUG ? s_levels[level] : NULL;
+}
+
+const char *meshd_journal_sync_name(int sync)
+{
+    return sync >= 0 && (size_t)sync < S_NSYNCS ? s_syncs[sync] : NULL;
 }
 
 static void s_err(char *err, size_t errlen, const char *fmt, ...)
@@ -62,6 +73,9 @@ void meshd_config_init(meshd_config_t *c)
     c->tasks_enabled = true;
     c->task_replicas = MESH_TASK_DEFAULT_REPLICAS;
     c->task_replica_offset_ms = MESH_TASK_DEFAULT_REPLICA_OFFSET_MS;
+    c->journal_sync = MESH_TASK_SYNC_FULL;
+    c->quorum_memory_ms = MESH_TASK_DEFAULT_QUORUM_MEMORY_MS;
+    c->startup_grace_ms = MESH_TASK_DEFAULT_STARTUP_GRACE_MS;
     c->log_level = MESHD_LOG_INFO;
 }
 
@@ -95,6 +109,11 @@ void meshd_config_free(meshd_config_t *c)
     for (size_t i = 0; i < c->nheaders; i++) {
         free(c->header_keys[i]);
         free(c->header_values[i]);
+    }
+    free(c->data_dir);
+    for (size_t i = 0; i < c->ratelimits.n; i++) {
+        free(c->ratelimits.path[i]);
+        free(c->ratelimits.limit[i]);
     }
     for (size_t i = 0; i < c->nagents; i++) {
         s_agent_free(&c->agents[i]);
@@ -252,6 +271,44 @@ static int s_path(char **slot, const char *v, const char *base, char *err, size_
     return 0;
 }
 
+/*  A directory that need not exist yet (the task service creates it):
+    made absolute (relative to base, else to the current directory);
+    resolved when it exists, and then it must be a directory. */
+static int s_dir(char **slot, const char *v, const char *base, char *err, size_t errlen)
+{
+    if (!*v) {
+        s_err(err, errlen, "empty path");
+        return -1;
+    }
+    char cwd[PATH_MAX], joined[PATH_MAX];
+    if (v[0] != '/' && !base) {
+        if (!getcwd(cwd, sizeof cwd)) {
+            s_err(err, errlen, "the current directory: %s", strerror(errno));
+            return -1;
+        }
+        base = cwd;
+    }
+    int n = v[0] == '/' ? snprintf(joined, sizeof joined, "%s", v)
+                        : snprintf(joined, sizeof joined, "%s/%s", base, v);
+    if (n < 0 || (size_t)n >= sizeof joined) {
+        s_err(err, errlen, "path too long");
+        return -1;
+    }
+    struct stat st;
+    if (stat(joined, &st) != 0) {
+        if (errno != ENOENT) {
+            s_err(err, errlen, "'%s': %s", joined, strerror(errno));
+            return -1;
+        }
+        return s_replace(slot, joined, err, errlen); /* created at start */
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        s_err(err, errlen, "'%s' is not a directory", joined);
+        return -1;
+    }
+    return s_path(slot, joined, NULL, err, errlen);
+}
+
 /* ------------------------------------------------------------------------ */
 /* keys */
 
@@ -259,7 +316,9 @@ static const char *const s_peer_keys =
     "name, realm, iface, beacon-port, port, beacon, beacon-interval, evasive, expired, "
     "ping-interval, seed, group, header";
 static const char *const s_daemon_keys = "grace, log-level, syslog";
-static const char *const s_tasks_keys = "enabled, replicas, replica-offset";
+static const char *const s_tasks_keys =
+    "enabled, replicas, replica-offset, data-dir, journal-sync, ratelimit, quorum-memory, "
+    "startup-grace";
 static const char *const s_agent_keys =
     "kind, path, workers, timeout, filter, active-check, config, tags";
 
@@ -593,7 +652,70 @@ static int s_set_daemon(meshd_config_t *c, const char *key, const char *v, char 
     return -1;
 }
 
-static int s_set_tasks(meshd_config_t *c, const char *key, const char *v, char *err, size_t errlen)
+/*  tasks/ratelimit = PATH=LIMIT ("/image/resize=10/s"; spaces around the
+    last '=' are allowed). Repeatable, one per path: in the file, a path
+    given twice is an error; a flag replaces the file's limit of its path. */
+static int s_set_ratelimit(meshd_config_t *c, const char *v, int line, bool from_flag, char *err,
+                           size_t errlen)
+{
+    const char *eq = strrchr(v, '=');
+    if (!eq) {
+        s_err(err, errlen, "expected PATH=LIMIT (e.g. /image/resize=10/s), got '%s'", v);
+        return -1;
+    }
+    size_t plen = (size_t)(eq - v);
+    while (plen > 0 && v[plen - 1] == ' ') {
+        plen--;
+    }
+    const char *limit = eq + 1 + strspn(eq + 1, " ");
+    if (plen == 0 || v[0] != '/') {
+        s_err(err, errlen, "'%.*s': a service path starts with '/' (PATH=LIMIT)", (int)plen, v);
+        return -1;
+    }
+    if (plen > MESH_CODEC_PATH_MAX) {
+        s_err(err, errlen, "the path is longer than %d bytes", MESH_CODEC_PATH_MAX);
+        return -1;
+    }
+    mesh__ratelimit_t rl;
+    if (mesh__ratelimit_parse(limit, &rl) != 0) {
+        s_err(err, errlen, "%.*s: limit '%s': expected N/s, N/m or N/h, N from 1 to %d (e.g. 10/s)",
+              (int)plen, v, limit, MESH_RATELIMIT_COUNT_MAX);
+        return -1;
+    }
+    meshd_ratelimits_t *r = &c->ratelimits;
+    size_t i = 0;
+    while (i < r->n && (strlen(r->path[i]) != plen || strncmp(r->path[i], v, plen) != 0)) {
+        i++;
+    }
+    if (i < r->n && !from_flag) {
+        s_err(err, errlen, "%s: a limit given twice (first on line %d)", r->path[i], r->line[i]);
+        return -1;
+    }
+    if (i == r->n && r->n == MESH_TASK_RATELIMITS_MAX) {
+        s_err(err, errlen, "too many rate limits (%d at most)", MESH_TASK_RATELIMITS_MAX);
+        return -1;
+    }
+    char *path = strndup(v, plen), *text = strdup(limit);
+    if (!path || !text) {
+        free(path);
+        free(text);
+        s_err(err, errlen, "out of memory");
+        return -1;
+    }
+    if (i < r->n) {
+        free(r->path[i]);
+        free(r->limit[i]);
+    } else {
+        r->n++;
+    }
+    r->path[i] = path;
+    r->limit[i] = text;
+    r->line[i] = line;
+    return 0;
+}
+
+static int s_set_tasks(meshd_config_t *c, const char *key, const char *v, int line, bool from_flag,
+                       char *err, size_t errlen)
 {
     if (strcmp(key, "enabled") == 0) {
         if (s_bool(v, &c->tasks_enabled) != 0) {
@@ -614,6 +736,39 @@ static int s_set_tasks(meshd_config_t *c, const char *key, const char *v, char *
     if (strcmp(key, "replica-offset") == 0) {
         return s_ms(&c->task_replica_offset_ms, v, 0, err, errlen);
     }
+    if (strcmp(key, "data-dir") == 0) {
+        return s_dir(&c->data_dir, v, from_flag ? NULL : c->base_dir, err, errlen);
+    }
+    if (strcmp(key, "journal-sync") == 0) {
+        for (size_t i = 0; i < S_NSYNCS; i++) {
+            if (strcmp(v, s_syncs[i]) == 0) {
+                c->journal_sync = (int)i;
+                return 0;
+            }
+        }
+        s_err(err, errlen, "expected full, meta or none, got '%s'", v);
+        return -1;
+    }
+    if (strcmp(key, "ratelimit") == 0) {
+        return s_set_ratelimit(c, v, line, from_flag, err, errlen);
+    }
+    if (strcmp(key, "quorum-memory") == 0) {
+        long n;
+        if (strcmp(v, "off") == 0 || strcmp(v, "-1") == 0) {
+            c->quorum_memory_ms = MESHD_QUORUM_OFF;
+            return 0;
+        }
+        if (s_long(v, 1, MESHD_MS_MAX, &n) != 0) {
+            s_err(err, errlen, "expected milliseconds, 1 to %ld, or off (or -1), got '%s'",
+                  MESHD_MS_MAX, v);
+            return -1;
+        }
+        c->quorum_memory_ms = (int)n;
+        return 0;
+    }
+    if (strcmp(key, "startup-grace") == 0) {
+        return s_ms(&c->startup_grace_ms, v, 0, err, errlen);
+    }
     s_err(err, errlen, "unknown key (tasks takes: %s)", s_tasks_keys);
     return -1;
 }
@@ -631,7 +786,7 @@ int meshd_config_set(meshd_config_t *c, const char *key, const char *value, int 
         return s_set_daemon(c, key + 7, value, err, errlen);
     }
     if (strncmp(key, "tasks/", 6) == 0) {
-        return s_set_tasks(c, key + 6, value, err, errlen);
+        return s_set_tasks(c, key + 6, value, line, from_flag, err, errlen);
     }
     if (strncmp(key, "agents/", 7) == 0) {
         return s_set_agent(c, key + 7, value, line, from_flag, err, errlen);
@@ -863,7 +1018,8 @@ static int s_walk(s_load_t *L, zconfig_t *parent, const char *prefix, int depth,
         const s_entry_t *e = &L->entries[L->next++];
         char key[2 * MESHD_CONFIG_LINE_MAX];
         snprintf(key, sizeof key, "%s%s%s", prefix, *prefix ? "/" : "", name);
-        bool repeatable = strcmp(key, "peer/seed") == 0 || strcmp(key, "peer/group") == 0;
+        bool repeatable = strcmp(key, "peer/seed") == 0 || strcmp(key, "peer/group") == 0 ||
+                          strcmp(key, "tasks/ratelimit") == 0;
         if (!repeatable && s_seen(L, key, e->line, err, errlen) != 0) {
             return -1;
         }
@@ -1152,11 +1308,30 @@ void meshd_config_print(const meshd_config_t *c, FILE *out, unsigned sections)
         s_put(out, 1, "log-level", s_levels[c->log_level]);
         s_put(out, 1, "syslog", c->syslog ? "true" : "false");
     }
-    if (sections & MESHD_PRINT_TASKS) {
+    if (sections & (MESHD_PRINT_TASKS | MESHD_PRINT_RATELIMITS)) {
         s_put(out, 0, "tasks", NULL);
+    }
+    if (sections & MESHD_PRINT_TASKS) {
         s_put(out, 1, "enabled", c->tasks_enabled ? "true" : "false");
         s_put_int(out, 1, "replicas", c->task_replicas);
         s_put_int(out, 1, "replica-offset", c->task_replica_offset_ms);
+        if (c->data_dir) {
+            s_put(out, 1, "data-dir", c->data_dir);
+        }
+        s_put(out, 1, "journal-sync", s_syncs[c->journal_sync]);
+        if (c->quorum_memory_ms == MESHD_QUORUM_OFF) {
+            s_put(out, 1, "quorum-memory", "off");
+        } else {
+            s_put_int(out, 1, "quorum-memory", c->quorum_memory_ms);
+        }
+        s_put_int(out, 1, "startup-grace", c->startup_grace_ms);
+    }
+    if (sections & MESHD_PRINT_RATELIMITS) {
+        for (size_t i = 0; i < c->ratelimits.n; i++) {
+            char v[MESH_CODEC_PATH_MAX + MESH_RATELIMIT_TEXT_MAX + 2];
+            snprintf(v, sizeof v, "%s=%s", c->ratelimits.path[i], c->ratelimits.limit[i]);
+            s_put(out, 1, "ratelimit", v);
+        }
     }
     if ((sections & MESHD_PRINT_AGENTS) && c->nagents) {
         s_put(out, 0, "agents", NULL);

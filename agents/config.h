@@ -33,6 +33,7 @@
 #define MESHD_MS_MAX           (24L * 3600 * 1000)
 #define MESHD_REPLICAS_MAX     15    /* holders of a task (tasks/replicas) */
 #define MESHD_DEFAULT_GRACE_MS 5000  /* SIGTERM: in-flight requests get this long */
+#define MESHD_QUORUM_OFF       (-1)  /* tasks/quorum-memory = off: no quorum */
 #define MESHD_BUILTIN_AGENT    "sys" /* reserved agent name: /sys/ping ... */
 
 enum { MESHD_LOG_ERROR, MESHD_LOG_WARN, MESHD_LOG_INFO, MESHD_LOG_DEBUG };
@@ -66,6 +67,14 @@ typedef struct {
     int line[MESHD_AKEY_COUNT];
 } meshd_agent_conf_t;
 
+/*  tasks/ratelimit: cluster-wide rate limits, one per service path. */
+typedef struct {
+    char *path[MESH_TASK_RATELIMITS_MAX];  /* "/image/resize" */
+    char *limit[MESH_TASK_RATELIMITS_MAX]; /* "10/s" (checked by mesh__ratelimit_parse) */
+    int line[MESH_TASK_RATELIMITS_MAX];    /* 0: set by a flag */
+    size_t n;
+} meshd_ratelimits_t;
+
 typedef struct {
     char *file;     /* the config file as named, or NULL */
     char *base_dir; /* its directory: relative agent paths in it start there */
@@ -97,6 +106,11 @@ typedef struct {
     bool tasks_enabled;
     int task_replicas;
     int task_replica_offset_ms;
+    char *data_dir;       /* absolute; NULL: no journal (tasks in memory only) */
+    int journal_sync;     /* mesh_task_sync_t */
+    int quorum_memory_ms; /* MESHD_QUORUM_OFF: no quorum */
+    int startup_grace_ms; /* 0: none */
+    meshd_ratelimits_t ratelimits;
     /* agents */
     meshd_agent_conf_t agents[MESHD_AGENTS_MAX];
     size_t nagents;
@@ -115,7 +129,9 @@ int meshd_config_load(meshd_config_t *c, const char *file, char *err, size_t err
 
 /*  Sets one key, as the file would ("peer/name", "daemon/grace",
     "agents/NAME/kind", ...). from_flag: a list key (seed, group) given by a
-    flag replaces the file's list on its first use. Returns 0, or -1 with
+    flag replaces the file's list on its first use; a rate limit
+    (tasks/ratelimit = PATH=LIMIT) given by a flag replaces the file's limit
+    of that path, where the file may give each path once. Returns 0, or -1 with
     what is wrong in err (without the location). */
 int meshd_config_set(meshd_config_t *c, const char *key, const char *value, int line,
                      bool from_flag, char *err, size_t errlen);
@@ -130,16 +146,21 @@ void meshd_config_drop_agent(meshd_config_t *c, const char *name);
 int meshd_config_check(const meshd_config_t *c, char *err, size_t errlen);
 
 /*  Writes c as a ZPL file that loads back to the same configuration.
-    Sections: bit 0 peer, bit 1 daemon, bit 2 agents. */
-#define MESHD_PRINT_PEER   0x1
-#define MESHD_PRINT_DAEMON 0x2
-#define MESHD_PRINT_AGENTS 0x4
-#define MESHD_PRINT_TASKS  0x8
-#define MESHD_PRINT_ALL    0xf
+    Sections: peer, daemon, agents, tasks; tasks/ratelimit on its own (a
+    reload applies it, the rest of tasks needs a restart). */
+#define MESHD_PRINT_PEER       0x1
+#define MESHD_PRINT_DAEMON     0x2
+#define MESHD_PRINT_AGENTS     0x4
+#define MESHD_PRINT_TASKS      0x8
+#define MESHD_PRINT_RATELIMITS 0x10
+#define MESHD_PRINT_ALL        0x1f
 void meshd_config_print(const meshd_config_t *c, FILE *out, unsigned sections);
 
 /*  The agent settings as agent.h takes them (strings borrowed from a). */
 void meshd_config_agent(const meshd_agent_conf_t *a, agent_config_t *out);
+
+/*  "full", "meta", "none" (tasks/journal-sync), or NULL. */
+const char *meshd_journal_sync_name(int sync);
 
 /*  "error" ... "debug", or NULL. */
 const char *meshd_log_level_name(int level);

@@ -8,7 +8,9 @@
     Stopping (SIGTERM, SIGINT, {"stop":true}) drains: every service is
     unexposed, requests in flight get --grace milliseconds to finish, then
     the agents are destroyed and the peer leaves. SIGHUP reloads the agents
-    from the configuration; a bad configuration leaves the running ones. */
+    and the task rate limits from the configuration; a bad configuration
+    leaves the running ones. A task data dir is checked before any thread
+    starts (the check forks). */
 #include "agent_impl.h"
 #include "cli.h"
 #include "jsonpack.h"
@@ -23,11 +25,14 @@
 #include <errno.h>
 #include <ev.h>
 #include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -266,6 +271,11 @@ enum {
     OPT_TASK_REPLICAS,
     OPT_TASK_REPLICA_OFFSET,
     OPT_NO_TASKS,
+    OPT_DATA_DIR,
+    OPT_JOURNAL_SYNC,
+    OPT_TASK_RATELIMIT,
+    OPT_TASK_QUORUM_MEMORY,
+    OPT_TASK_STARTUP_GRACE,
     OPT_LOG_LEVEL,
     OPT_SYSLOG,
     OPT_EVENTS,
@@ -296,6 +306,11 @@ static const struct option s_options[] = {
     {"task-replicas", required_argument, NULL, OPT_TASK_REPLICAS},
     {"task-replica-offset", required_argument, NULL, OPT_TASK_REPLICA_OFFSET},
     {"no-tasks", no_argument, NULL, OPT_NO_TASKS},
+    {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+    {"journal-sync", required_argument, NULL, OPT_JOURNAL_SYNC},
+    {"task-ratelimit", required_argument, NULL, OPT_TASK_RATELIMIT},
+    {"task-quorum-memory", required_argument, NULL, OPT_TASK_QUORUM_MEMORY},
+    {"task-startup-grace", required_argument, NULL, OPT_TASK_STARTUP_GRACE},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"syslog", no_argument, NULL, OPT_SYSLOG},
     {"events", no_argument, NULL, OPT_EVENTS},
@@ -328,6 +343,11 @@ static const struct {
     {OPT_TASK_REPLICAS, "tasks/replicas", NULL},
     {OPT_TASK_REPLICA_OFFSET, "tasks/replica-offset", NULL},
     {OPT_NO_TASKS, "tasks/enabled", "false"},
+    {OPT_DATA_DIR, "tasks/data-dir", NULL},
+    {OPT_JOURNAL_SYNC, "tasks/journal-sync", NULL},
+    {OPT_TASK_RATELIMIT, "tasks/ratelimit", NULL},
+    {OPT_TASK_QUORUM_MEMORY, "tasks/quorum-memory", NULL},
+    {OPT_TASK_STARTUP_GRACE, "tasks/startup-grace", NULL},
     {OPT_LOG_LEVEL, "daemon/log-level", NULL},
     {OPT_SYSLOG, "daemon/syslog", "true"},
 };
@@ -341,6 +361,9 @@ static void s_usage(FILE *out)
             "             [--expired MS] [--ping-interval MS] [--group G]... [--header K=V]...\n"
             "             [--exec-agent NAME=DIR]... [--plugin NAME=FILE.so]... [--grace MS]\n"
             "             [--task-replicas N] [--task-replica-offset MS] [--no-tasks]\n"
+            "             [--data-dir DIR] [--journal-sync full|meta|none]\n"
+            "             [--task-ratelimit PATH=LIMIT]... [--task-quorum-memory MS|off]\n"
+            "             [--task-startup-grace MS]\n"
             "             [--log-level error|warn|info|debug] [--syslog]\n"
             "             [--events] [--stdin] [--print-config]\n"
             "       meshd --help | --version\n"
@@ -647,6 +670,39 @@ static char *s_print_sections(const meshd_config_t *c, unsigned sections)
     return text;
 }
 
+/*  A reload applies the new rate limits to the running task service
+    (removed ones first, so that the table never overflows) and keeps them
+    in d->cfg; next gets the old ones (its caller frees them). */
+static void s_reload_ratelimits(s_daemon_t *d, meshd_config_t *next)
+{
+    const meshd_ratelimits_t *was = &d->cfg.ratelimits, *now = &next->ratelimits;
+    for (size_t pass = 0; d->taskd && pass < 2; pass++) {
+        const meshd_ratelimits_t *from = pass == 0 ? was : now, *to = pass == 0 ? now : was;
+        for (size_t i = 0; i < from->n; i++) {
+            size_t k = 0;
+            while (k < to->n && strcmp(to->path[k], from->path[i]) != 0) {
+                k++;
+            }
+            bool found = k < to->n;
+            if (pass == 0 ? found : found && strcmp(to->limit[k], from->limit[i]) == 0) {
+                continue; /* pass 0: still limited; pass 1: unchanged */
+            }
+            const char *limit = pass == 0 ? NULL : from->limit[i];
+            int rc = mesh_taskd_set_ratelimit(d->taskd, from->path[i], limit);
+            if (rc != 0) {
+                s_log(d, MESHD_LOG_ERROR, "reload: rate limit %s: %s", from->path[i],
+                      mesh_strerror(rc));
+            } else {
+                s_log(d, MESHD_LOG_INFO, "reload: rate limit %s: %s", from->path[i],
+                      limit ? limit : "removed");
+            }
+        }
+    }
+    meshd_ratelimits_t tmp = d->cfg.ratelimits;
+    d->cfg.ratelimits = next->ratelimits;
+    next->ratelimits = tmp;
+}
+
 static void s_reload(s_daemon_t *d)
 {
     if (d->draining) {
@@ -664,11 +720,12 @@ static void s_reload(s_daemon_t *d)
     char *was = s_print_sections(&d->cfg, rest), *now = s_print_sections(&next, rest);
     if (was && now && strcmp(was, now) != 0) {
         s_log(d, MESHD_LOG_WARN,
-              "reload: the peer and daemon settings changed; they take effect at the next start "
-              "(SIGHUP reloads agents only)");
+              "reload: the peer, daemon or tasks settings changed; they take effect at the next "
+              "start (SIGHUP reloads the agents and the task rate limits only)");
     }
     free(was);
     free(now);
+    s_reload_ratelimits(d, &next);
     s_retire_all(d);
     if (s_agents_create(d, &next) != 0) {
         s_log(d, MESHD_LOG_ERROR, "reload failed: the previous agents are started again");
@@ -827,7 +884,7 @@ static void s_on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
     s_daemon_t *d = w->data;
     if (w->signum == SIGHUP) {
-        s_log(d, MESHD_LOG_INFO, "SIGHUP: reloading the agents");
+        s_log(d, MESHD_LOG_INFO, "SIGHUP: reloading the agents and the task rate limits");
         s_reload(d);
     } else {
         s_drain_begin(d, w->signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -886,6 +943,110 @@ static int s_create(s_daemon_t *d)
     return MESH_EXIT_OK;
 }
 
+/*  Why the data dir check said MESH_ERR_CONFIG, as far as stat and access
+    tell (the journal creates the directory and its missing parents). */
+static const char *s_data_dir_why(const char *dir, char *buf, size_t len)
+{
+    struct stat st;
+    if (stat(dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) {
+            return "not a directory";
+        }
+        if (access(dir, R_OK | W_OK | X_OK) != 0) {
+            snprintf(buf, len, "cannot be used: %s", strerror(errno));
+            return buf;
+        }
+        return "cannot be used (the journal's files there cannot be created or opened)";
+    }
+    char up[PATH_MAX];
+    snprintf(up, sizeof up, "%s", dir);
+    do { /* the nearest ancestor that exists */
+        const char *parent = dirname(up);
+        memmove(up, parent, strlen(parent) + 1);
+    } while (stat(up, &st) != 0 && strcmp(up, "/") != 0);
+    if (access(up, W_OK | X_OK) != 0) {
+        snprintf(buf, len, "cannot be created in %s: %s", up, strerror(errno));
+        return buf;
+    }
+    return "cannot be created";
+}
+
+/*  The task journal's directory, checked before the process has any
+    thread (the check forks). Returns an exit code: a directory that
+    cannot hold the journal is a configuration error. */
+static int s_check_data_dir(const meshd_config_t *c)
+{
+    if (!c->tasks_enabled || !c->data_dir) {
+        return MESH_EXIT_OK;
+    }
+    int rc = mesh_taskd_check_data_dir(c->data_dir);
+    if (rc == 0) {
+        return MESH_EXIT_OK;
+    }
+    char buf[PATH_MAX + 64];
+    const char *why;
+    switch (rc) {
+    case MESH_ERR_CONFIG:
+        why = s_data_dir_why(c->data_dir, buf, sizeof buf);
+        break;
+    case MESH_ERR_STATE:
+        why = "in use by another process (a data dir belongs to one meshd)";
+        break;
+    case MESH_ERR_MALFORMED:
+        why = "not a mesh task journal, or damaged";
+        break;
+    default:
+        why = mesh_strerror(rc);
+        break;
+    }
+    fprintf(stderr, "%s: data dir %s: %s\n", S_PROG, c->data_dir, why);
+    return MESH_EXIT_USAGE;
+}
+
+/*  The task service (tasks/enabled), on the attached peer. Returns an exit
+    code. */
+static int s_tasks_start(s_daemon_t *d)
+{
+    const meshd_config_t *c = &d->cfg;
+    mesh_task_ratelimit_t limits[MESH_TASK_RATELIMITS_MAX];
+    for (size_t i = 0; i < c->ratelimits.n; i++) {
+        limits[i].path = c->ratelimits.path[i];
+        limits[i].limit = c->ratelimits.limit[i];
+    }
+    mesh_taskd_config_t tc;
+    mesh_taskd_config_init(&tc);
+    tc.loop = d->loop;
+    tc.replicas = (unsigned)c->task_replicas;
+    tc.replica_offset_ms = c->task_replica_offset_ms;
+    tc.data_dir = c->data_dir;
+    tc.journal_sync = (mesh_task_sync_t)c->journal_sync;
+    tc.ratelimits = limits;
+    tc.nratelimits = c->ratelimits.n;
+    tc.quorum_memory_ms = c->quorum_memory_ms; /* MESHD_QUORUM_OFF (< 0): none */
+    tc.startup_grace_ms = c->startup_grace_ms > 0 ? c->startup_grace_ms : -1; /* < 0: none */
+    d->taskd = mesh_taskd_new(d->peer, &tc);
+    if (!d->taskd) {
+        s_log(d, MESHD_LOG_ERROR, "the task service could not be started%s%s",
+              c->data_dir ? " with its journal in " : "", c->data_dir ? c->data_dir : "");
+        return MESH_EXIT_FAILURE;
+    }
+    char quorum[32], journal[PATH_MAX + 32];
+    if (c->quorum_memory_ms == MESHD_QUORUM_OFF) {
+        snprintf(quorum, sizeof quorum, "off");
+    } else {
+        snprintf(quorum, sizeof quorum, "%d ms", c->quorum_memory_ms);
+    }
+    if (c->data_dir) {
+        snprintf(journal, sizeof journal, "journal in %s (sync %s)", c->data_dir,
+                 meshd_journal_sync_name(c->journal_sync));
+    } else {
+        snprintf(journal, sizeof journal, "no journal (memory only)");
+    }
+    s_log(d, MESHD_LOG_INFO, "tasks: %s, %zu rate limits, quorum memory %s, startup grace %d ms",
+          journal, c->ratelimits.n, quorum, c->startup_grace_ms);
+    return MESH_EXIT_OK;
+}
+
 static void s_cleanup(s_daemon_t *d)
 {
     mesh_taskd_destroy(&d->taskd);
@@ -931,6 +1092,12 @@ int main(int argc, char **argv)
         meshd_config_free(&d.cfg);
         return MESH_EXIT_OK;
     }
+    /* before anything starts a thread: the check forks */
+    rc = s_check_data_dir(&d.cfg);
+    if (rc != MESH_EXIT_OK) {
+        meshd_config_free(&d.cfg);
+        return rc;
+    }
     if (d.cfg.syslog) {
         openlog(S_PROG, LOG_PID, LOG_DAEMON);
     }
@@ -960,16 +1127,10 @@ int main(int argc, char **argv)
         }
     }
     if (rc == MESH_EXIT_OK && d.cfg.tasks_enabled) {
-        mesh_taskd_config_t tc;
-        mesh_taskd_config_init(&tc);
-        tc.loop = d.loop;
-        tc.replicas = (unsigned)d.cfg.task_replicas;
-        tc.replica_offset_ms = d.cfg.task_replica_offset_ms;
-        d.taskd = mesh_taskd_new(d.peer, &tc);
-        if (!d.taskd) {
-            s_log(&d, MESHD_LOG_ERROR, "the task service could not be started");
-            rc = MESH_EXIT_FAILURE;
-        }
+        rc = s_tasks_start(&d);
+    } else if (rc == MESH_EXIT_OK && d.cfg.data_dir) {
+        s_log(&d, MESHD_LOG_WARN, "tasks/enabled is false: tasks/data-dir %s is not used",
+              d.cfg.data_dir);
     }
     if (rc == MESH_EXIT_OK && d.use_stdin && !(d.line = malloc(S_LINE_MAX))) {
         rc = MESH_EXIT_FAILURE;

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """meshd as a daemon (docs/meshd.md): the ZPL configuration file and the flags
 that override it, --print-config, config errors (exit 2 with FILE:LINE),
-the built-in agent (/sys/ping, /sys/info, /sys/stats) called with meshctl,
+the task service's settings (data dir, journal sync, rate limits, quorum
+memory, startup grace) and its data dir at start, the built-in agent (/sys/ping, /sys/info, /sys/stats) called with meshctl,
 SIGTERM draining a slow request in flight (it completes; past --grace it
 fails), SIGHUP reloading the agents (a bad file leaves the running ones),
 and the exit codes. Loopback only, random ports; exec agents are small shell
@@ -9,6 +10,7 @@ scripts written by the test."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -165,6 +167,27 @@ def check_config_errors(w):
          "a filter that is not a regex"),
         ("reserved.cfg", "agents\n    sys\n        kind = exec\n        path = .\n", 2,
          ["reserved"], "the reserved agent name sys"),
+        ("sync.cfg", "tasks\n    journal-sync = fast\n", 2,
+         ["tasks/journal-sync", "fast", "full, meta or none"], "a bad journal-sync"),
+        ("rlunit.cfg", "tasks\n    ratelimit = /image/resize=10/s\n"
+         "    ratelimit = /image/thumb=10/x\n", 3,
+         ["tasks/ratelimit", "/image/thumb", "10/x", "N/s"], "a rate limit per 'x'"),
+        ("rlzero.cfg", "tasks\n    ratelimit = /image/resize=0/s\n", 2,
+         ["tasks/ratelimit", "0/s"], "a rate limit of 0"),
+        ("rlpath.cfg", "tasks\n    ratelimit = image/resize=10/s\n", 2,
+         ["tasks/ratelimit", "image/resize", "starts with '/'"],
+         "a rate-limited path without its leading '/'"),
+        ("rlform.cfg", "tasks\n    ratelimit = /image/resize\n", 2,
+         ["tasks/ratelimit", "PATH=LIMIT"], "a rate limit without its limit"),
+        ("rltwice.cfg", "tasks\n    ratelimit = /a=1/s\n    ratelimit = /b=1/s\n"
+         "    ratelimit = /a=2/s\n", 4, ["/a", "given twice", "line 2"],
+         "a rate-limited path given twice"),
+        ("quorum.cfg", "tasks\n    quorum-memory = 0\n", 2,
+         ["tasks/quorum-memory", "off"], "a quorum memory of 0"),
+        ("grace.cfg", "tasks\n    startup-grace = soon\n", 2,
+         ["tasks/startup-grace", "soon"], "a bad startup grace"),
+        ("datafile.cfg", "tasks\n    data-dir = datafile.cfg\n", 2,
+         ["tasks/data-dir", "not a directory"], "a data dir that is a regular file"),
     ]
     for fname, text, line, words, what in cases:
         expect_config_error(write(os.path.join(w, fname), text), line, words, "--name", "n",
@@ -179,6 +202,14 @@ def check_config_errors(w):
                         (["--name", "n", "--seed", "udp://x"], ["--seed", "tcp://"]),
                         (["--name", "n", "--realm", "r" * 251], ["--realm"]),
                         (["--name", "n", "stray"], ["unexpected argument"]),
+                        (["--name", "n", "--journal-sync", "async"], ["--journal-sync"]),
+                        (["--name", "n", "--task-ratelimit", "/x=10/x"],
+                         ["--task-ratelimit", "10/x"]),
+                        (["--name", "n", "--task-ratelimit", "/x=0/s"],
+                         ["--task-ratelimit", "0/s"]),
+                        (["--name", "n", "--task-ratelimit", "x=1/s"], ["starts with '/'"]),
+                        (["--name", "n", "--task-quorum-memory", "never"],
+                         ["--task-quorum-memory"]),
                         (["--print-config"], ["name"])]:
         rc, out, err = run_meshd(*args)
         mt.expect(rc == 2 and all(x in err for x in words),
@@ -219,6 +250,15 @@ peer
 daemon
     grace = 1500
     log-level = warn
+tasks
+    replicas = 3
+    data-dir = tasks-data       # relative to this file; need not exist yet
+    journal-sync = meta
+    ratelimit = /image/resize=10/s
+    ratelimit = /mail/send = 600/m   # spaces around the last '=' are allowed
+    ratelimit = "/odd#path=5/h"
+    quorum-memory = off
+    startup-grace = 0
 agents
     echo
         kind = exec
@@ -241,7 +281,12 @@ agents
             "agents/echo/kind": ["exec"],
             "agents/echo/path": [os.path.realpath(os.path.join(w, "echo-agent"))],
             "agents/echo/workers": ["2"], "agents/echo/filter": ["^(echo|x)$"],
-            "agents/echo/active-check": ["test -d /"], "agents/echo/tags/zone": ["eu"]}
+            "agents/echo/active-check": ["test -d /"], "agents/echo/tags/zone": ["eu"],
+            "tasks/enabled": ["true"], "tasks/replicas": ["3"],
+            "tasks/data-dir": [os.path.join(os.path.realpath(w), "tasks-data")],
+            "tasks/journal-sync": ["meta"],
+            "tasks/ratelimit": ["/image/resize=10/s", "/mail/send=600/m", "/odd#path=5/h"],
+            "tasks/quorum-memory": ["off"], "tasks/startup-grace": ["0"]}
     for k, v in want.items():
         mt.expect(z.get(k) == v, "--print-config %s = %r, expected %r\n%s" % (k, z.get(k), v,
                                                                               out1))
@@ -256,23 +301,90 @@ agents
     rc, out, err = run_meshd("--config", cfg, "--name", "flagged", "--beacon-port", 40009,
                              "--group", "g2", "--header", "X-Extra=1", "--grace", 100,
                              "--exec-agent", "echo=" + os.path.join(w, "echo-agent"),
+                             "--data-dir", os.path.join(w, "flag-data"), "--journal-sync", "none",
+                             "--task-ratelimit", "/mail/send=5/s",
+                             "--task-ratelimit", "/new/path=7/m",
+                             "--task-quorum-memory", 60000, "--task-startup-grace", 250,
                              "--print-config")
     mt.expect(rc == 0, "--print-config with flags: exit %d\n%s" % (rc, err))
     z = parse_zpl(out)
     want = {"peer/name": ["flagged"], "peer/beacon-port": ["40009"], "peer/realm": ["r1"],
             "peer/group": ["g2"], "peer/header/X-Role": ["worker"],
             "peer/header/X-Extra": ["1"], "daemon/grace": ["100"],
-            "agents/echo/workers": ["4"]}  # the flag's agent replaced the file's, defaults
+            "agents/echo/workers": ["4"],  # the flag's agent replaced the file's, defaults
+            "tasks/data-dir": [os.path.join(os.path.realpath(w), "flag-data")],
+            "tasks/journal-sync": ["none"], "tasks/quorum-memory": ["60000"],
+            "tasks/startup-grace": ["250"],
+            # a flag replaces the file's limit of its path, adds the others
+            "tasks/ratelimit": ["/image/resize=10/s", "/mail/send=5/s", "/odd#path=5/h",
+                                "/new/path=7/m"]}
     for k, v in want.items():
         mt.expect(z.get(k) == v, "with flags: %s = %r, expected %r\n%s" % (k, z.get(k), v, out))
     mt.expect("agents/echo/filter" not in z, "the flag's agent kept the file's filter:\n" + out)
-    mt.ok("name, port, group, header, grace, agent as the flags say")
+    again = write(os.path.join(w, "printed-flags.cfg"), out)
+    rc, out3, err = run_meshd("--config", again, "--print-config")
+    mt.expect(rc == 0 and out3 == out, "the flags' config does not load back the same (rc %d):\n"
+              "--- first\n%s--- second\n%s%s" % (rc, out, out3, err))
+    mt.ok("name, port, group, header, grace, agent, tasks as the flags say; loads back")
+
+    mt.check("defaults: journal-sync full, quorum memory 300000, startup grace 3000, no data dir")
+    rc, out, err = run_meshd("--name", "n", "--print-config")
+    z = parse_zpl(out)
+    want = {"tasks/journal-sync": ["full"], "tasks/quorum-memory": ["300000"],
+            "tasks/startup-grace": ["3000"]}
+    for k, v in want.items():
+        mt.expect(rc == 0 and z.get(k) == v, "default %s = %r, expected %r\n%s%s" % (
+            k, z.get(k), v, out, err))
+    mt.expect("tasks/data-dir" not in z and "tasks/ratelimit" not in z,
+              "a data dir or rate limit by default:\n" + out)
+    mt.ok("as documented")
 
     mt.check("the example config agents/examples/meshd.cfg loads")
     example = os.path.join(mt.REPO, "agents", "examples", "meshd.cfg")
     rc, out, err = run_meshd("--config", example, "--print-config")
     mt.expect(rc == 0, "%s: exit %d\n%s" % (example, rc, err))
     mt.ok("%d lines" % len(out.splitlines()))
+
+
+def check_data_dir(w):
+    port = mt.free_udp_port()
+
+    mt.check("--data-dir at a regular file: exit 2, one clear line, nothing starts")
+    afile = write(os.path.join(w, "not-a-dir"), "x\n")
+    rc, out, err = run_meshd("--name", "n", "--beacon-port", port, "--events", "--data-dir", afile)
+    mt.expect(rc == 2 and "--data-dir" in err and afile in err and "not a directory" in err,
+              "--data-dir FILE: exit %d (expected 2), stderr %r" % (rc, err))
+    mt.expect(len(err.strip().splitlines()) == 1 and '"ready"' not in out,
+              "--data-dir FILE: more than one line, or meshd got ready:\n%s%s" % (out, err))
+    mt.ok("2: %s" % err.strip())
+
+    mt.check("--data-dir at a fresh directory: meshd starts and keeps its journal there")
+    data = os.path.join(w, "fresh-data")
+    shutil.rmtree(data, ignore_errors=True)
+    a = spawn("A", "--beacon-port", port, "--data-dir", data, "--task-startup-grace", 0)
+    a.ready()
+    wait_file(os.path.join(data, "data.mdb"), 5, "the journal")
+    mt.ok("ready; %s holds %s" % (data, ", ".join(sorted(os.listdir(data)))))
+
+    mt.check("a second meshd on the same data dir: exit 2, 'data dir DIR: in use'")
+    rc, out, err = run_meshd("--name", "B", "--beacon-port", port, "--events", "--data-dir", data,
+                             timeout=10)
+    mt.expect(rc == 2 and ("data dir %s:" % data) in err and "in use" in err,
+              "second meshd on %s: exit %d (expected 2), stderr %r" % (data, rc, err))
+    mt.expect('"ready"' not in out, "the second meshd got ready: %s" % out)
+    mt.expect(a.alive(), "A died when another meshd tried its data dir\n" + a.describe())
+    mt.ok("2: %s" % err.strip())
+    a.stop()
+
+    mt.check("a data dir holding something that is not a journal: exit 2 before anything starts")
+    bad = os.path.join(w, "bad-data")
+    os.makedirs(bad, exist_ok=True)
+    write(os.path.join(bad, "data.mdb"), "not an LMDB file\n" * 512)
+    rc, out, err = run_meshd("--name", "n", "--beacon-port", port, "--events", "--data-dir", bad,
+                             timeout=10)
+    mt.expect(rc == 2 and ("data dir %s:" % bad) in err and '"ready"' not in out,
+              "damaged data dir: exit %d (expected 2), stderr %r" % (rc, err))
+    mt.ok("2: %s" % err.strip())
 
 
 def check_running(w):
@@ -358,7 +470,7 @@ agents
         os.remove(mark)
     slow = Background(port, "/work/slow", "{}")
     wait_file(mark, 10, "the slow method")
-    write(cfg, good.replace("    work\n", "    job\n"))
+    write(cfg, good.replace("    work\n", "    job\n") + "tasks\n    ratelimit = /job/hi=5/s\n")
     a.signal(signal.SIGHUP)
     r = slow.join(20)
     mt.expect(r.returncode == 0 and json.loads(r.stdout) == {"slept": True},
@@ -370,7 +482,16 @@ agents
     mt.expect(r.returncode == 3, "/work/hi after the reload: exit %d (expected 3, no providers)"
               " %s %s" % (r.returncode, r.stdout, r.stderr))
     mt.expect(a.alive(), "A died on the reload")
-    mt.ok("in-flight call done, /job/hi answers, /work/hi is gone")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any("reload: rate limit /job/hi: 5/s" in l
+                                                  for l in a.stderr_lines):
+        time.sleep(0.05)
+    log = list(a.stderr_lines)
+    mt.expect(any("reload: rate limit /job/hi: 5/s" in l for l in log),
+              "the reload did not apply the new rate limit:\n" + "\n".join(log))
+    mt.expect(not any("next start" in l for l in log),
+              "a rate limit change asked for a restart:\n" + "\n".join(log))
+    mt.ok("in-flight call done, /job/hi answers, /work/hi is gone, the rate limit applied")
 
     mt.check("SIGTERM with a slow request in flight: it completes, then A leaves and exits 0")
     os.remove(mark)
@@ -427,6 +548,7 @@ def main():
     w = work_dir()
     check_config_errors(w)
     check_print_config(w)
+    check_data_dir(w)
     check_running(w)
 
 
