@@ -60,7 +60,9 @@ void agent_stats(const agent_t *self, agent_stats_t *out);
 size_t agent_inflight(const agent_t *self);
 
 /*  The built-in /sys agent: ping, info, stats. started_ms for uptime;
-    agents/nagents are read at request time for /sys/info and /sys/stats. */
-agent_t *agent_builtin_new(mesh_peer_t *peer, agent_t *const *agents, const size_t *nagents);
+    agents/nagents and *taskd (NULL: no task service) are read at request
+    time for /sys/info and /sys/stats. */
+agent_t *agent_builtin_new(mesh_peer_t *peer, agent_t *const *agents, const size_t *nagents,
+                           mesh_taskd_t *const *taskd);
 
 #endif

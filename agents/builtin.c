@@ -8,7 +8,11 @@
                    rejected_in, envelopes_dropped, zre_dropped, sends_dropped,
                    replies_late, peers,
                    agents: {NAME: {kind, requests, errors, timeouts, crashes,
-                                   inflight}...}}
+                                   inflight}...},
+                   tasks: {held, scheduled, running, standby, succeeded, failed,
+                           started, lost_runs, takeovers, double_starts, rate_waits,
+                           tokens_granted, journal_commits, journal_errors,
+                           journal_loaded, quorum, ready} or nil (no task service)}
 
     Replies are msgpack (maps with string keys); the request payload is not
     looked at. Every handler answers at once, so nothing is ever in flight. */
@@ -29,6 +33,7 @@ typedef struct {
     mesh_peer_t *peer;
     agent_t *const *agents;
     const size_t *nagents;
+    mesh_taskd_t *const *taskd;
     int64_t started_ms;
     bool exposed;
     agent_stats_t stats;
@@ -167,7 +172,7 @@ static void s_on_stats(mesh_peer_t *peer, mesh_request_t *req, void *arg)
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 16);
+    msgpack_pack_map(&pk, 17);
     s_kv_u64(&pk, "requests_in", ms.requests_in);
     s_kv_u64(&pk, "requests_out", ms.requests_out);
     s_kv_u64(&pk, "replies_in", ms.replies_in);
@@ -195,6 +200,34 @@ static void s_on_stats(mesh_peer_t *peer, mesh_request_t *req, void *arg)
         agent_stats(a, &st);
         s_str(&pk, agent_name(a));
         s_agent_entry(&pk, a->ops->kind, &st, agent_inflight(a));
+    }
+    s_str(&pk, "tasks");
+    const mesh_taskd_t *td = self->taskd ? *self->taskd : NULL;
+    if (!td) {
+        msgpack_pack_nil(&pk);
+    } else {
+        mesh_taskd_stats_t ts;
+        mesh_taskd_stats(td, &ts);
+        msgpack_pack_map(&pk, 17);
+        s_kv_u64(&pk, "held", ts.held);
+        static const char *const states[] = {"scheduled", "running", "standby", "succeeded",
+                                             "failed"};
+        for (size_t i = 0; i < sizeof states / sizeof states[0]; i++) {
+            s_kv_u64(&pk, states[i], mesh_taskd_count(td, states[i]));
+        }
+        s_kv_u64(&pk, "started", ts.started);
+        s_kv_u64(&pk, "lost_runs", ts.lost_runs);
+        s_kv_u64(&pk, "takeovers", ts.takeovers);
+        s_kv_u64(&pk, "double_starts", ts.double_starts);
+        s_kv_u64(&pk, "rate_waits", ts.rate_waits);
+        s_kv_u64(&pk, "tokens_granted", ts.tokens_granted);
+        s_kv_u64(&pk, "journal_commits", ts.journal_commits);
+        s_kv_u64(&pk, "journal_errors", ts.journal_errors);
+        s_kv_u64(&pk, "journal_loaded", ts.journal_loaded);
+        s_str(&pk, "quorum");
+        ts.quorum ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+        s_str(&pk, "ready");
+        ts.ready ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
     }
     s_reply(self, req, &sb);
 }
@@ -239,7 +272,8 @@ static const agent_ops_t s_ops = {
     .stats = s_stats,
 };
 
-agent_t *agent_builtin_new(mesh_peer_t *peer, agent_t *const *agents, const size_t *nagents)
+agent_t *agent_builtin_new(mesh_peer_t *peer, agent_t *const *agents, const size_t *nagents,
+                           mesh_taskd_t *const *taskd)
 {
     s_builtin_t *self = calloc(1, sizeof *self);
     if (!self || agent_base_init(&self->base, &s_ops, S_NAME) != 0) {
@@ -250,6 +284,7 @@ agent_t *agent_builtin_new(mesh_peer_t *peer, agent_t *const *agents, const size
     self->peer = peer;
     self->agents = agents;
     self->nagents = nagents;
+    self->taskd = taskd;
     self->started_ms = s_now_ms();
     static mesh_handler_fn *const fns[] = {s_on_ping, s_on_info, s_on_stats};
     for (size_t i = 0; i < S_NPATHS; i++) {

@@ -932,7 +932,7 @@ static int s_create(s_daemon_t *d)
         }
     }
     mesh__peer_set_observer(d->peer, s_on_event, d);
-    d->builtin = agent_builtin_new(d->peer, d->agents, &d->nagents);
+    d->builtin = agent_builtin_new(d->peer, d->agents, &d->nagents, &d->taskd);
     if (!d->builtin) {
         s_log(d, MESHD_LOG_ERROR, "the built-in agent could not be created");
         return MESH_EXIT_FAILURE;

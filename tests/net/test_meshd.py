@@ -448,7 +448,13 @@ agents
     mt.expect(agents.get("work", {}).get("requests", 0) >= 1 and
               agents.get("work", {}).get("kind") == "exec" and "sys" in agents,
               "/sys/stats agents: %r" % agents)
-    mt.ok("requests_in %d, agents %s" % (stats["requests_in"], sorted(agents)))
+    tasks = stats.get("tasks")
+    mt.expect(isinstance(tasks, dict) and isinstance(tasks.get("held"), int) and
+              tasks.get("quorum") is True and isinstance(tasks.get("ready"), bool) and
+              isinstance(tasks.get("journal_commits"), int),
+              "/sys/stats tasks: %r" % (tasks,))
+    mt.ok("requests_in %d, agents %s, tasks held %d" % (stats["requests_in"], sorted(agents),
+                                                        tasks["held"]))
 
     mt.check("SIGHUP with a bad file: logged with FILE:LINE, the running agents stay")
     good = open(cfg).read()
