@@ -76,6 +76,7 @@ void meshd_config_init(meshd_config_t *c)
     c->journal_sync = MESH_TASK_SYNC_FULL;
     c->quorum_memory_ms = MESH_TASK_DEFAULT_QUORUM_MEMORY_MS;
     c->startup_grace_ms = MESH_TASK_DEFAULT_STARTUP_GRACE_MS;
+    c->run_timeout_ms = MESH_TASK_DEFAULT_RUN_TIMEOUT_MS;
     c->log_level = MESHD_LOG_INFO;
 }
 
@@ -318,7 +319,7 @@ static const char *const s_peer_keys =
 static const char *const s_daemon_keys = "grace, log-level, syslog";
 static const char *const s_tasks_keys =
     "enabled, replicas, replica-offset, data-dir, journal-sync, ratelimit, quorum-memory, "
-    "startup-grace";
+    "startup-grace, run-timeout";
 static const char *const s_agent_keys =
     "kind, path, workers, timeout, filter, active-check, config, tags";
 
@@ -768,6 +769,9 @@ static int s_set_tasks(meshd_config_t *c, const char *key, const char *v, int li
     }
     if (strcmp(key, "startup-grace") == 0) {
         return s_ms(&c->startup_grace_ms, v, 0, err, errlen);
+    }
+    if (strcmp(key, "run-timeout") == 0) {
+        return s_ms(&c->run_timeout_ms, v, 1, err, errlen);
     }
     s_err(err, errlen, "unknown key (tasks takes: %s)", s_tasks_keys);
     return -1;
@@ -1325,6 +1329,7 @@ void meshd_config_print(const meshd_config_t *c, FILE *out, unsigned sections)
             s_put_int(out, 1, "quorum-memory", c->quorum_memory_ms);
         }
         s_put_int(out, 1, "startup-grace", c->startup_grace_ms);
+        s_put_int(out, 1, "run-timeout", c->run_timeout_ms);
     }
     if (sections & MESHD_PRINT_RATELIMITS) {
         for (size_t i = 0; i < c->ratelimits.n; i++) {

@@ -110,6 +110,7 @@ typedef struct {
     int journal_sync;     /* mesh_task_sync_t */
     int quorum_memory_ms; /* MESHD_QUORUM_OFF: no quorum */
     int startup_grace_ms; /* 0: none */
+    int run_timeout_ms;   /* a task run's deadline */
     meshd_ratelimits_t ratelimits;
     /* agents */
     meshd_agent_conf_t agents[MESHD_AGENTS_MAX];

@@ -276,6 +276,7 @@ enum {
     OPT_TASK_RATELIMIT,
     OPT_TASK_QUORUM_MEMORY,
     OPT_TASK_STARTUP_GRACE,
+    OPT_TASK_RUN_TIMEOUT,
     OPT_LOG_LEVEL,
     OPT_SYSLOG,
     OPT_EVENTS,
@@ -311,6 +312,7 @@ static const struct option s_options[] = {
     {"task-ratelimit", required_argument, NULL, OPT_TASK_RATELIMIT},
     {"task-quorum-memory", required_argument, NULL, OPT_TASK_QUORUM_MEMORY},
     {"task-startup-grace", required_argument, NULL, OPT_TASK_STARTUP_GRACE},
+    {"task-run-timeout", required_argument, NULL, OPT_TASK_RUN_TIMEOUT},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"syslog", no_argument, NULL, OPT_SYSLOG},
     {"events", no_argument, NULL, OPT_EVENTS},
@@ -348,6 +350,7 @@ static const struct {
     {OPT_TASK_RATELIMIT, "tasks/ratelimit", NULL},
     {OPT_TASK_QUORUM_MEMORY, "tasks/quorum-memory", NULL},
     {OPT_TASK_STARTUP_GRACE, "tasks/startup-grace", NULL},
+    {OPT_TASK_RUN_TIMEOUT, "tasks/run-timeout", NULL},
     {OPT_LOG_LEVEL, "daemon/log-level", NULL},
     {OPT_SYSLOG, "daemon/syslog", "true"},
 };
@@ -363,7 +366,7 @@ static void s_usage(FILE *out)
             "             [--task-replicas N] [--task-replica-offset MS] [--no-tasks]\n"
             "             [--data-dir DIR] [--journal-sync full|meta|none]\n"
             "             [--task-ratelimit PATH=LIMIT]... [--task-quorum-memory MS|off]\n"
-            "             [--task-startup-grace MS]\n"
+            "             [--task-startup-grace MS] [--task-run-timeout MS]\n"
             "             [--log-level error|warn|info|debug] [--syslog]\n"
             "             [--events] [--stdin] [--print-config]\n"
             "       meshd --help | --version\n"
@@ -1024,6 +1027,7 @@ static int s_tasks_start(s_daemon_t *d)
     tc.nratelimits = c->ratelimits.n;
     tc.quorum_memory_ms = c->quorum_memory_ms; /* MESHD_QUORUM_OFF (< 0): none */
     tc.startup_grace_ms = c->startup_grace_ms > 0 ? c->startup_grace_ms : -1; /* < 0: none */
+    tc.run_timeout_ms = c->run_timeout_ms;
     d->taskd = mesh_taskd_new(d->peer, &tc);
     if (!d->taskd) {
         s_log(d, MESHD_LOG_ERROR, "the task service could not be started%s%s",

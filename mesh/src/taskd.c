@@ -687,8 +687,10 @@ static void s_rebalance(mesh_taskd_t *self, int64_t now)
 
 static void s_arm(mesh_taskd_t *self, int64_t now);
 
+/*  keep_provider: the next attempt goes to the same provider if it is still
+    there (a timeout: its run may go on, and "once" joins it there). */
 static void s_run_finish(mesh_taskd_t *self, const uint8_t *id, uint32_t attempt, bool ok,
-                         const void *res, size_t size)
+                         const void *res, size_t size, bool keep_provider)
 {
     int64_t now = s_now();
     if (size > MESH_TASKS_RESULT_MAX) {
@@ -702,7 +704,7 @@ static void s_run_finish(mesh_taskd_t *self, const uint8_t *id, uint32_t attempt
             } else {
                 self->st.failed++;
                 s_meta_t *m = s_meta(self, mesh__task_id_hex(t), false);
-                if (m) {
+                if (m && !keep_provider) {
                     m->provider[0] = '\0'; /* a retry is a new choice */
                 }
             }
@@ -740,7 +742,7 @@ static void s_on_run_reply(mesh_peer_t *peer, const mesh_reply_t *reply, void *a
     }
     switch (reply->status) {
     case 0:
-        s_run_finish(self, id, attempt, true, reply->data, reply->size);
+        s_run_finish(self, id, attempt, true, reply->data, reply->size, false);
         break;
     case MESH_ERR_PEERLOST: /* the handler may have run: "once" covers a provider
                                that survives; one that is gone took its outcome along */
@@ -756,7 +758,8 @@ static void s_on_run_reply(mesh_peer_t *peer, const mesh_reply_t *reply, void *a
         break; /* this peer is stopping: the hand-off carries the task */
     default: {
         const char *err = reply->error ? reply->error : mesh_err_name(reply->status);
-        s_run_finish(self, id, attempt, false, err, strlen(err));
+        s_run_finish(self, id, attempt, false, err, strlen(err),
+                     reply->status == MESH_ERR_TIMEOUT);
         break;
     }
     }
@@ -812,6 +815,7 @@ static void s_start(mesh_taskd_t *self, mesh__task_t *t)
                               .peer = provider,
                               .key = info.id_hex,
                               .once = true,
+                              .timeout_ms = self->cfg.run_timeout_ms,
                               .attempt_base = attempt - 1};
         rc = mesh_peer_call(self->peer, info.path, info.payload, info.payload_size, &o,
                             s_on_run_reply, p);
@@ -823,7 +827,7 @@ static void s_start(mesh_taskd_t *self, mesh__task_t *t)
         s_run_lost(self, id, attempt, false);
     } else if (rc != 0) {
         const char *err = mesh_err_name(rc);
-        s_run_finish(self, id, attempt, false, err, strlen(err));
+        s_run_finish(self, id, attempt, false, err, strlen(err), false);
     }
 }
 
@@ -1682,6 +1686,9 @@ mesh_taskd_t *mesh_taskd_new(mesh_peer_t *peer, const mesh_taskd_config_t *cfg)
     }
     if (self->cfg.tick_ms <= 0) {
         self->cfg.tick_ms = MESH_TASK_DEFAULT_TICK_MS;
+    }
+    if (self->cfg.run_timeout_ms <= 0) {
+        self->cfg.run_timeout_ms = MESH_TASK_DEFAULT_RUN_TIMEOUT_MS;
     }
     if (self->cfg.quorum_memory_ms == 0) {
         self->cfg.quorum_memory_ms = MESH_TASK_DEFAULT_QUORUM_MEMORY_MS;

@@ -809,9 +809,9 @@ Test(tasks, requeue_a_lost_run_without_counting_a_failure)
     const uint8_t *id = mesh__task_id(t);
     int64_t off = MESH_TASKS_DEFAULT_REPLICA_OFFSET_MS;
     cr_assert_eq(s_due(q, off), 1);
-    cr_assert_eq(mesh__tasks_requeue(q, id, 2, 100, off), MESH_ERR_STATE, "not that attempt");
-    cr_assert_eq(mesh__tasks_requeue(q, id, 1, -1, off), MESH_ERR_INVAL);
-    cr_assert_eq(mesh__tasks_requeue(q, id, 1, 100, off), 0);
+    cr_assert_eq(mesh__tasks_requeue(q, id, 2, true, 100, off), MESH_ERR_STATE, "not that attempt");
+    cr_assert_eq(mesh__tasks_requeue(q, id, 1, true, -1, off), MESH_ERR_INVAL);
+    cr_assert_eq(mesh__tasks_requeue(q, id, 1, true, 100, off), 0);
     mesh__task_info_t i = s_info(t);
     cr_assert_eq(i.state, MESH_TASK_SCHEDULED);
     cr_assert_eq(i.failures, 0);
@@ -821,15 +821,24 @@ Test(tasks, requeue_a_lost_run_without_counting_a_failure)
     cr_assert_eq(s_info(t).attempt, 2, "the lost run was an attempt, not a failure");
     cr_assert_eq(mesh__tasks_finished(q, id, 2, true, "ok", 2, off + 200), 0);
     cr_assert_eq(mesh__task_state(t), MESH_TASK_SUCCEEDED, "max_attempts 1 still succeeds");
-    cr_assert_eq(mesh__tasks_requeue(q, id, 2, 0, off + 300), MESH_ERR_STATE);
+    cr_assert_eq(mesh__tasks_requeue(q, id, 2, true, 0, off + 300), MESH_ERR_STATE);
     cr_assert_eq(mesh__tasks_stats(q)->requeued, 1);
 
     /* a cancel asked while it ran ends it */
     mesh__task_t *c = s_add(q, &(mesh__task_spec_t){.path = T_PATH}, 0);
     cr_assert_eq(s_due(q, 0), 1);
     cr_assert_eq(mesh__tasks_cancel(q, mesh__task_id(c), 1), 0);
-    cr_assert_eq(mesh__tasks_requeue(q, mesh__task_id(c), 1, 0, 2), 0);
+    cr_assert_eq(mesh__tasks_requeue(q, mesh__task_id(c), 1, true, 0, 2), 0);
     cr_assert_eq(mesh__task_state(c), MESH_TASK_CANCELLED);
+
+    /* a run that never reached a handler does not count as an attempt */
+    mesh__task_t *u = s_add(q, &(mesh__task_spec_t){.path = T_PATH}, 0);
+    cr_assert_eq(s_due(q, 0), 1);
+    cr_assert_eq(s_info(u).attempt, 1);
+    cr_assert_eq(mesh__tasks_requeue(q, mesh__task_id(u), 1, false, 0, 0), 0);
+    cr_assert_eq(s_info(u).attempt, 0);
+    cr_assert_eq(s_due(q, 0), 1);
+    cr_assert_eq(s_info(u).attempt, 1, "the same attempt number again");
     mesh__tasks_destroy(&q);
 }
 

@@ -45,6 +45,7 @@ typedef struct mesh_taskd mesh_taskd_t;
 #define MESH_TASK_ID_HEX                    32
 #define MESH_TASK_DEFAULT_QUORUM_MEMORY_MS  300000 /* a silent member counts this long */
 #define MESH_TASK_DEFAULT_STARTUP_GRACE_MS  3000   /* discover, reconcile, then start */
+#define MESH_TASK_DEFAULT_RUN_TIMEOUT_MS    60000  /* a run's call deadline */
 #define MESH_TASK_RATELIMITS_MAX            256    /* rate-limited paths per service */
 
 /*  Journal durability (mesh_taskd_config_t.journal_sync): see docs/tasks.md. */
@@ -71,6 +72,9 @@ typedef struct {
     int64_t backoff_base_ms;   /* retry after the 1st failure; 0: 1 s (doubling, jittered) */
     int tick_ms;               /* 0: MESH_TASK_DEFAULT_TICK_MS */
     const char *selector;      /* provider selection for runs; NULL: "least_loaded" */
+    int run_timeout_ms;        /* a run without a reply by then is a failed attempt (the
+                                  next goes to the same provider: "once" joins a run still
+                                  going on there); 0: MESH_TASK_DEFAULT_RUN_TIMEOUT_MS */
     const char *data_dir;      /* journal the tasks held here in this directory (LMDB)
                                   and resume them after a restart; NULL: memory only */
     mesh_task_sync_t journal_sync;
