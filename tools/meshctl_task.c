@@ -4,13 +4,22 @@
         meshctl task submit PATH [JSON|-] [--countdown S | --eta ISO8601]
                             [--replicas N] [--idempotency-key K] [--ttl S]
                             [--max-attempts N]          prints the task id
+        meshctl task submit PATH --batch FILE|- [--json] [the options above
+                            but --idempotency-key: defaults of every line]
+                                                        one line per task
         meshctl task status ID                          one JSON object
         meshctl task cancel ID                          its status after
         meshctl task list [--state S]                   one JSON object a line
 
     Like the other commands it joins the realm as a control peer (never on
     the ring), waits until it sees a task service (at most --wait), acts,
-    and leaves. Exit codes: tools/cli.h. */
+    and leaves. Exit codes: tools/cli.h.
+
+    --batch reads every line first (one JSON object a line: payload,
+    countdown, eta, idempotency_key, replicas, ttl, max_attempts), and
+    submits nothing if one is bad (exit 2, each bad line named). Then it
+    keeps S_BATCH_WINDOW submits in flight over its one peer and prints
+    the results in input order as they complete. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* timegm, strptime */
 #endif
@@ -39,6 +48,13 @@
 #define S_SECONDS_MAX (100L * 366 * 24 * 3600)
 #define S_SUBMIT_PATH "/sys/task/submit"
 
+/* --batch */
+#define S_BATCH_WINDOW     100                        /* submits in flight at once */
+#define S_BATCH_TASKS_MAX  1000000                    /* lines of a batch */
+#define S_BATCH_LINE_MAX   (2 * S_PAYLOAD_MAX + 4096) /* bytes of a line (JSON escapes) */
+#define S_BATCH_ERRORS_MAX 20                         /* bad lines reported one by one */
+#define S_BATCH_BYTES_MAX  (256 * 1024 * 1024)        /* encoded payloads of a batch, in all */
+
 typedef enum { T_SUBMIT, T_STATUS, T_CANCEL, T_LIST } s_tcmd_t;
 
 enum {
@@ -50,6 +66,8 @@ enum {
     OPT_MAX_ATTEMPTS,
     OPT_STATE,
     OPT_WAIT,
+    OPT_BATCH,
+    OPT_JSON,
     OPT_HELP,
 };
 
@@ -64,6 +82,8 @@ static const struct option s_options[] = {
     {"max-attempts", required_argument, NULL, OPT_MAX_ATTEMPTS},
     {"state", required_argument, NULL, OPT_STATE},
     {"wait", required_argument, NULL, OPT_WAIT},
+    {"batch", required_argument, NULL, OPT_BATCH},
+    {"json", no_argument, NULL, OPT_JSON},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -76,9 +96,34 @@ typedef struct {
     const char *id;   /* status, cancel */
     const char *state;
     long wait_ms;
+    const char *batch; /* submit --batch: a file, "-": stdin */
+    bool json_out;     /* submit --batch --json */
     mesh_task_opts_t opts;
     bool has_countdown, has_eta;
 } s_topts_t;
+
+/*  One line of a batch. */
+typedef struct {
+    long line;
+    uint8_t *payload;
+    size_t payload_size;
+    char *key; /* the idempotency key, or NULL */
+    mesh_task_opts_t opts;
+    bool sent, done;
+    int status;                    /* 0, or the submit's MESH_ERR_* */
+    char id[MESH_TASK_ID_HEX + 1]; /* status 0 */
+    char *error;                   /* why it failed (status != 0), or NULL */
+    void *ctl;                     /* the s_tctl_t running it */
+} s_item_t;
+
+typedef struct {
+    s_item_t *items;
+    size_t n;
+    size_t next;    /* the first not sent */
+    size_t printed; /* the first not printed */
+    size_t inflight;
+    size_t failed;
+} s_batch_t;
 
 typedef struct {
     s_topts_t *o;
@@ -89,21 +134,27 @@ typedef struct {
     int64_t start_ms, min_wait_ms;
     uint8_t *payload;
     size_t payload_size;
+    s_batch_t batch;
     bool sent, done;
     int exit_code;
 } s_tctl_t;
 
 static void s_usage(FILE *out)
 {
-    fprintf(out, "usage: meshctl task submit PATH [JSON|-] [--countdown S | --eta ISO8601]\n"
-                 "                   [--replicas N] [--idempotency-key K] [--ttl S]\n"
-                 "                   [--max-attempts N]\n"
-                 "       meshctl task status ID\n"
-                 "       meshctl task cancel ID\n"
-                 "       meshctl task list [--state STATE]\n"
-                 "options: --wait MS, --realm REALM and the discovery flags of meshctl\n"
-                 "         (--iface, --beacon-port, --port, --no-beacon, --seed, ...)\n"
-                 "states: scheduled, running, standby, succeeded, failed, expired, cancelled\n");
+    fprintf(out,
+            "usage: meshctl task submit PATH [JSON|-] [--countdown S | --eta ISO8601]\n"
+            "                   [--replicas N] [--idempotency-key K] [--ttl S]\n"
+            "                   [--max-attempts N]\n"
+            "       meshctl task submit PATH --batch FILE|- [--json] [--countdown S | --eta T]\n"
+            "                   [--replicas N] [--ttl S] [--max-attempts N]\n"
+            "         one JSON object a line: {\"payload\": ANY, \"countdown\": S, \"eta\": T,\n"
+            "         \"idempotency_key\": K, \"replicas\": N, \"ttl\": S, \"max_attempts\": N}\n"
+            "       meshctl task status ID\n"
+            "       meshctl task cancel ID\n"
+            "       meshctl task list [--state STATE]\n"
+            "options: --wait MS, --realm REALM and the discovery flags of meshctl\n"
+            "         (--iface, --beacon-port, --port, --no-beacon, --seed, ...)\n"
+            "states: scheduled, running, standby, succeeded, failed, expired, cancelled\n");
 }
 
 static int s_bad(const char *flag, const char *arg, const char *want)
@@ -222,6 +273,12 @@ static int s_parse(s_topts_t *o, int argc, char **argv, bool *help)
                 return s_bad("wait", optarg, "expected milliseconds, 1 to 3600000");
             }
             break;
+        case OPT_BATCH:
+            o->batch = optarg;
+            break;
+        case OPT_JSON:
+            o->json_out = true;
+            break;
         case OPT_HELP:
             *help = true;
             return 0;
@@ -250,6 +307,15 @@ static int s_args(s_topts_t *o, int nargs, char **args)
     if (o->cmd == T_SUBMIT) {
         o->path = args[1];
         o->json = given > 1 ? args[2] : NULL;
+        if (o->batch && o->json) {
+            fprintf(stderr, "%s: --batch reads the payloads from its lines: no JSON argument\n",
+                    S_PROG);
+            return MESH_EXIT_USAGE;
+        }
+        if (o->batch && o->opts.idempotency_key) {
+            fprintf(stderr, "%s: --batch: each line has its own idempotency_key\n", S_PROG);
+            return MESH_EXIT_USAGE;
+        }
         if (o->path[0] != '/' || strlen(o->path) > 255) {
             fprintf(stderr, "%s: '%s': a service path starts with '/' (at most 255 bytes)\n",
                     S_PROG, o->path);
@@ -266,6 +332,14 @@ static int s_args(s_topts_t *o, int nargs, char **args)
             fprintf(stderr, "%s: '%s': a task id is 32 hex digits\n", S_PROG, o->id);
             return MESH_EXIT_USAGE;
         }
+    }
+    if ((o->batch || o->json_out) && o->cmd != T_SUBMIT) {
+        fprintf(stderr, "%s: --batch and --json are for task submit\n", S_PROG);
+        return MESH_EXIT_USAGE;
+    }
+    if (o->json_out && !o->batch) {
+        fprintf(stderr, "%s: --json goes with --batch\n", S_PROG);
+        return MESH_EXIT_USAGE;
     }
     if (o->state && o->cmd != T_LIST) {
         fprintf(stderr, "%s: --state is for task list\n", S_PROG);
@@ -314,6 +388,275 @@ static int s_payload(const char *json, uint8_t **out, size_t *len)
         return MESH_EXIT_USAGE;
     }
     return mesh_cli_payload_encode(v, S_PAYLOAD_MAX, out, len, S_PROG);
+}
+
+/* ------------------------------------------------------------------------ */
+/* --batch: reading every line before anything is sent */
+
+static void s_batch_free(s_batch_t *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->items[i].payload);
+        free(b->items[i].key);
+        free(b->items[i].error);
+    }
+    free(b->items);
+    memset(b, 0, sizeof *b);
+}
+
+/*  Seconds (a JSON number, fractions allowed) as ms in [min_ms, S_SECONDS_MAX s]. */
+static int s_json_seconds(const json_t *v, int64_t min_ms, int64_t *out)
+{
+    double d;
+    if (json_is_integer(v)) {
+        d = (double)json_integer_value(v);
+    } else if (json_is_real(v)) {
+        d = json_real_value(v);
+    } else {
+        return -1;
+    }
+    if (!(d >= 0) || d > (double)S_SECONDS_MAX) {
+        return -1;
+    }
+    int64_t ms = (int64_t)(d * 1000 + 0.5);
+    if (ms < min_ms) {
+        return -1;
+    }
+    *out = ms;
+    return 0;
+}
+
+static int s_json_count(const json_t *v, long min, long max, unsigned *out)
+{
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+        return -1;
+    }
+    *out = (unsigned)json_integer_value(v);
+    return 0;
+}
+
+/*  One line of a batch into it (the flags' options are its defaults).
+    0, or -1 with why in msg. */
+static int s_batch_item(const s_topts_t *o, const char *text, size_t len, s_item_t *it, char *msg,
+                        size_t msglen)
+{
+    json_error_t jerr;
+    json_t *v = json_loadb(text, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
+    if (!v) {
+        snprintf(msg, msglen, "bad JSON (column %d): %s", jerr.column, jerr.text);
+        return -1;
+    }
+    int rc = -1;
+    if (!json_is_object(v)) {
+        snprintf(msg, msglen, "expected a JSON object ({\"payload\": ..., \"countdown\": S, ...})");
+        goto done;
+    }
+    it->opts = o->opts;
+    it->opts.idempotency_key = NULL;
+    bool countdown = false, eta = false;
+    const json_t *payload = NULL;
+    const char *k;
+    json_t *x;
+    json_object_foreach(v, k, x)
+    {
+        if (strcmp(k, "payload") == 0) {
+            payload = x;
+        } else if (strcmp(k, "countdown") == 0) {
+            if (s_json_seconds(x, 0, &it->opts.countdown_ms) != 0) {
+                snprintf(msg, msglen, "countdown: expected seconds, 0 to %ld", S_SECONDS_MAX);
+                goto done;
+            }
+            it->opts.eta_unix_ms = 0;
+            countdown = true;
+        } else if (strcmp(k, "eta") == 0) {
+            if (!json_is_string(x) || s_parse_eta(json_string_value(x), &it->opts.eta_unix_ms) ||
+                it->opts.eta_unix_ms <= 0) {
+                snprintf(msg, msglen, "eta: expected \"YYYY-MM-DDTHH:MM:SS[.mmm][Z|+HH:MM]\"");
+                goto done;
+            }
+            it->opts.countdown_ms = 0;
+            eta = true;
+        } else if (strcmp(k, "idempotency_key") == 0) {
+            size_t n = json_is_string(x) ? json_string_length(x) : 0;
+            if (n == 0 || n > 255 || strlen(json_string_value(x)) != n) {
+                snprintf(msg, msglen, "idempotency_key: expected a string of 1 to 255 bytes");
+                goto done;
+            }
+            it->key = strdup(json_string_value(x));
+            if (!it->key) {
+                snprintf(msg, msglen, "out of memory");
+                goto done;
+            }
+        } else if (strcmp(k, "replicas") == 0) {
+            if (s_json_count(x, 1, 15, &it->opts.replicas) != 0) {
+                snprintf(msg, msglen, "replicas: expected an integer, 1 to 15");
+                goto done;
+            }
+        } else if (strcmp(k, "ttl") == 0) {
+            if (s_json_seconds(x, 1, &it->opts.ttl_ms) != 0) {
+                snprintf(msg, msglen, "ttl: expected seconds, more than 0");
+                goto done;
+            }
+        } else if (strcmp(k, "max_attempts") == 0) {
+            if (s_json_count(x, 1, 100, &it->opts.max_attempts) != 0) {
+                snprintf(msg, msglen, "max_attempts: expected an integer, 1 to 100");
+                goto done;
+            }
+        } else {
+            snprintf(msg, msglen,
+                     "unknown key '%.64s' (payload, countdown, eta, idempotency_key, %s)", k,
+                     "replicas, ttl, max_attempts");
+            goto done;
+        }
+    }
+    if (countdown && eta) {
+        snprintf(msg, msglen, "countdown or eta, not both");
+        goto done;
+    }
+    char err[256];
+    if (jsonpack_from_json(payload ? payload : json_null(), &it->payload, &it->payload_size, err,
+                           sizeof err) != 0) {
+        snprintf(msg, msglen, "payload: cannot encode: %s", err);
+        goto done;
+    }
+    if (it->payload_size > S_PAYLOAD_MAX) {
+        snprintf(msg, msglen, "payload: over %d bytes once encoded", S_PAYLOAD_MAX);
+        goto done;
+    }
+    it->opts.idempotency_key = it->key;
+    rc = 0;
+done:
+    json_decref(v);
+    return rc;
+}
+
+/*  A line of f into *buf (NUL-terminated, without its '\n'), at most
+    S_BATCH_LINE_MAX bytes kept (*toolong: there were more). false at the
+    end of the input. */
+static bool s_read_line(FILE *f, char **buf, size_t *cap, size_t *len, bool *toolong)
+{
+    int ch;
+    *len = 0;
+    *toolong = false;
+    if (!*buf) {
+        *buf = malloc(4096);
+        if (!*buf) {
+            return false;
+        }
+        *cap = 4096;
+    }
+    bool any = false;
+    while ((ch = getc(f)) != EOF) {
+        any = true;
+        if (ch == '\n') {
+            break;
+        }
+        if (*len >= S_BATCH_LINE_MAX) {
+            *toolong = true;
+            continue;
+        }
+        if (*len + 1 >= *cap) {
+            size_t ncap = *cap ? *cap * 2 : 4096;
+            char *nbuf = realloc(*buf, ncap);
+            if (!nbuf) {
+                *toolong = true; /* reported as too long: the line cannot be held */
+                continue;
+            }
+            *buf = nbuf;
+            *cap = ncap;
+        }
+        (*buf)[(*len)++] = (char)ch;
+    }
+    (*buf)[*len] = '\0';
+    return any;
+}
+
+/*  Reads and checks every line of --batch. 0 (b filled, maybe empty), or
+    an exit code after printing why (nothing kept). */
+static int s_batch_read(const s_topts_t *o, s_batch_t *b)
+{
+    bool from_stdin = strcmp(o->batch, "-") == 0;
+    FILE *f = from_stdin ? stdin : fopen(o->batch, "r");
+    if (!f) {
+        fprintf(stderr, "%s: --batch '%s': %s\n", S_PROG, o->batch, strerror(errno));
+        return MESH_EXIT_USAGE;
+    }
+    const char *name = from_stdin ? "stdin" : o->batch;
+    char *line = NULL;
+    size_t cap = 0, len, cap_items = 0, bytes = 0, bad = 0;
+    long lineno = 0;
+    bool toolong;
+    int rc = 0;
+    while (rc == 0 && s_read_line(f, &line, &cap, &len, &toolong)) {
+        lineno++;
+        if (!toolong && strspn(line, " \t\r") == len) {
+            continue; /* blank */
+        }
+        char msg[320];
+        s_item_t it = {.line = lineno};
+        int ok = -1;
+        if (toolong) {
+            snprintf(msg, sizeof msg, "line over %d bytes", S_BATCH_LINE_MAX);
+        } else if (b->n == S_BATCH_TASKS_MAX) {
+            fprintf(stderr, "%s: %s: more than %d tasks\n", S_PROG, name, S_BATCH_TASKS_MAX);
+            rc = MESH_EXIT_USAGE;
+            break;
+        } else {
+            ok = s_batch_item(o, line, len, &it, msg, sizeof msg);
+        }
+        if (ok == 0 && bytes + it.payload_size > S_BATCH_BYTES_MAX) {
+            fprintf(stderr, "%s: %s: the payloads are over %d bytes in all\n", S_PROG, name,
+                    S_BATCH_BYTES_MAX);
+            rc = MESH_EXIT_USAGE;
+            ok = -1;
+        } else if (ok == 0 && b->n == cap_items) {
+            size_t ncap = cap_items ? cap_items * 2 : 256;
+            s_item_t *items = realloc(b->items, ncap * sizeof *items);
+            if (!items) {
+                fprintf(stderr, "%s: out of memory\n", S_PROG);
+                rc = MESH_EXIT_FAILURE;
+                ok = -1;
+            } else {
+                b->items = items;
+                cap_items = ncap;
+            }
+        }
+        if (ok == 0) {
+            bytes += it.payload_size;
+            b->items[b->n++] = it;
+            continue;
+        }
+        free(it.payload);
+        free(it.key);
+        if (rc == 0 && ++bad <= S_BATCH_ERRORS_MAX) {
+            fprintf(stderr, "%s: %s:%ld: %s\n", S_PROG, name, lineno, msg);
+        }
+    }
+    if (rc == 0 && !line) {
+        fprintf(stderr, "%s: out of memory\n", S_PROG);
+        rc = MESH_EXIT_FAILURE;
+    }
+    if (rc == 0 && ferror(f)) {
+        fprintf(stderr, "%s: --batch '%s': %s\n", S_PROG, o->batch, strerror(errno));
+        rc = MESH_EXIT_USAGE;
+    }
+    free(line);
+    if (!from_stdin) {
+        fclose(f);
+    }
+    if (rc == 0 && bad > 0) {
+        if (bad > S_BATCH_ERRORS_MAX) {
+            fprintf(stderr, "%s: %s: ... and %zu more bad lines\n", S_PROG, name,
+                    bad - S_BATCH_ERRORS_MAX);
+        }
+        fprintf(stderr, "%s: %s: %zu bad line%s: nothing submitted\n", S_PROG, name, bad,
+                bad == 1 ? "" : "s");
+        rc = MESH_EXIT_USAGE;
+    }
+    if (rc != 0) {
+        s_batch_free(b);
+    }
+    return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -416,6 +759,127 @@ static void s_on_list(mesh_peer_t *peer, int status, const mesh_task_status_t *t
 }
 
 /* ------------------------------------------------------------------------ */
+/* --batch: a window of submits in flight, results in input order */
+
+static const char *s_batch_name(const s_tctl_t *c)
+{
+    return strcmp(c->o->batch, "-") == 0 ? "stdin" : c->o->batch;
+}
+
+static int s_item_exit(const s_item_t *it)
+{
+    if (it->status == MESH_ERR_INVAL || it->status == MESH_ERR_TOOLONG) {
+        return MESH_EXIT_USAGE;
+    }
+    return mesh_cli_exit_code(it->status);
+}
+
+static void s_item_failed(s_tctl_t *c, s_item_t *it, int status, const char *error)
+{
+    it->done = true;
+    it->status = status;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s%s%s", mesh_strerror(status), error ? ": " : "",
+             error ? error : "");
+    it->error = strdup(msg);
+    c->batch.failed++;
+    fprintf(stderr, "%s: %s:%ld: submit: %s\n", S_PROG, s_batch_name(c), it->line, msg);
+}
+
+/*  Prints the results that are complete up to the first one that is not. */
+static void s_batch_flush(s_tctl_t *c)
+{
+    s_batch_t *b = &c->batch;
+    while (b->printed < b->n && b->items[b->printed].done) {
+        const s_item_t *it = &b->items[b->printed++];
+        if (c->o->json_out) {
+            json_t *j = json_pack("{s:I}", "line", (json_int_t)it->line);
+            if (!j) {
+                continue;
+            }
+            if (it->status == 0) {
+                json_object_set_new(j, "id", json_string(it->id));
+            }
+            if (it->key) {
+                json_object_set_new(j, "idempotency_key",
+                                    mesh_cli_json_bytes(it->key, strlen(it->key)));
+            }
+            if (it->status != 0) {
+                json_object_set_new(j, "error", json_string(it->error ? it->error : ""));
+                json_object_set_new(j, "exit", json_integer(s_item_exit(it)));
+            }
+            char *text = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII);
+            if (text) {
+                printf("%s\n", text);
+                free(text);
+            }
+            json_decref(j);
+        } else {
+            printf("%s%s%s\n", it->status == 0 ? it->id : "-", it->key ? " " : "",
+                   it->key ? it->key : "");
+        }
+    }
+    fflush(stdout);
+}
+
+static void s_batch_step(s_tctl_t *c);
+
+static void s_on_batch_submit(mesh_peer_t *peer, int status, const char *id, const char *error,
+                              void *arg)
+{
+    (void)peer;
+    s_item_t *it = arg;
+    s_tctl_t *c = it->ctl;
+    if (c->done) {
+        return;
+    }
+    c->batch.inflight--;
+    if (status == 0) {
+        it->done = true;
+        snprintf(it->id, sizeof it->id, "%s", id);
+    } else {
+        s_item_failed(c, it, status, error);
+    }
+    s_batch_step(c);
+}
+
+/*  Sends while the window has room, prints what is complete, and ends the
+    run once every line is printed. */
+static void s_batch_step(s_tctl_t *c)
+{
+    s_batch_t *b = &c->batch;
+    bool late = mesh_cli_now_ms() - c->start_ms >= c->o->wait_ms;
+    while (b->next < b->n && b->inflight < S_BATCH_WINDOW) {
+        s_item_t *it = &b->items[b->next];
+        it->ctl = c;
+        int rc = mesh_task_submit(c->peer, c->o->path, it->payload, it->payload_size, &it->opts,
+                                  s_on_batch_submit, it);
+        if (rc == MESH_ERR_NOPROVIDER && !late) {
+            break; /* the owner's services are not known yet: the poll tries again */
+        }
+        b->next++;
+        if (rc != 0) {
+            s_item_failed(c, it, rc, NULL);
+            continue;
+        }
+        it->sent = true;
+        b->inflight++;
+    }
+    s_batch_flush(c);
+    if (b->printed < b->n) {
+        return;
+    }
+    int code = MESH_EXIT_OK;
+    for (size_t i = 0; i < b->n && code == MESH_EXIT_OK; i++) {
+        code = s_item_exit(&b->items[i]);
+    }
+    if (b->failed) {
+        fprintf(stderr, "%s: %zu of %zu submits failed\n", S_PROG, b->failed, b->n);
+    }
+    s_finish(c, code);
+}
+
+/* ------------------------------------------------------------------------ */
 /* waiting for the task services, then acting */
 
 typedef struct {
@@ -435,7 +899,13 @@ static void s_on_poll(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     s_tctl_t *c = w->data;
-    if (c->sent || c->done) {
+    if (c->done) {
+        return;
+    }
+    if (c->sent) {
+        if (c->o->batch) {
+            s_batch_step(c); /* sends what waited for its owner's services */
+        }
         return;
     }
     int64_t now = mesh_cli_now_ms();
@@ -451,6 +921,11 @@ static void s_on_poll(struct ev_loop *loop, ev_timer *w, int revents)
             fprintf(stderr, "%s: no task service found in %ld ms\n", S_PROG, c->o->wait_ms);
             s_finish(c, MESH_EXIT_NOPROVIDER);
         }
+        return;
+    }
+    if (c->o->batch) {
+        c->sent = true;
+        s_batch_step(c);
         return;
     }
     int rc;
@@ -492,7 +967,12 @@ static int s_run(s_topts_t *o)
 {
     s_tctl_t c = {0};
     c.o = o;
-    if (o->cmd == T_SUBMIT) {
+    if (o->cmd == T_SUBMIT && o->batch) {
+        int rc = s_batch_read(o, &c.batch);
+        if (rc != 0 || c.batch.n == 0) {
+            return rc; /* an empty batch submits nothing */
+        }
+    } else if (o->cmd == T_SUBMIT) {
         int rc = s_payload(o->json, &c.payload, &c.payload_size);
         if (rc != 0) {
             return rc;
@@ -508,11 +988,13 @@ static int s_run(s_topts_t *o)
         fprintf(stderr, "%s: cannot create a peer\n", S_PROG);
         mesh_peer_destroy(&c.peer);
         free(c.payload);
+        s_batch_free(&c.batch);
         return MESH_EXIT_FAILURE;
     }
     if (mesh_cli_add_seeds(&o->disc, mesh__peer_zre(c.peer), "meshctl") != 0) {
         mesh_peer_destroy(&c.peer);
         free(c.payload);
+        s_batch_free(&c.batch);
         return MESH_EXIT_USAGE;
     }
     c.loop = ev_loop_new(EVFLAG_AUTO);
@@ -522,6 +1004,7 @@ static int s_run(s_topts_t *o)
                 o->disc.zre.iface ? o->disc.zre.iface : MESH_DEFAULT_IFACE, mesh_strerror(rc));
         mesh_peer_destroy(&c.peer);
         free(c.payload);
+        s_batch_free(&c.batch);
         if (c.loop) {
             ev_loop_destroy(c.loop);
         }
@@ -549,6 +1032,7 @@ static int s_run(s_topts_t *o)
     mesh_peer_destroy(&c.peer);
     ev_loop_destroy(c.loop);
     free(c.payload);
+    s_batch_free(&c.batch);
     return c.exit_code;
 }
 

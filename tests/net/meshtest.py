@@ -802,9 +802,10 @@ def _on_alarm(signum, frame):
     raise Failure("test exceeded its overall deadline of %d s (MESH_TEST_DEADLINE)" % DEADLINE_S)
 
 
-def run(main):
+def run(main, describe_events=40):
     """Runs main(), reports PASS/FAIL/SKIP, kills every process, tears down every
-    lab, and exits 0 / 1 / 77."""
+    lab, and exits 0 / 1 / 77. On a failure, each process is described with its
+    last describe_events events (fewer for a test whose report says it all)."""
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGALRM, _on_alarm)
@@ -830,7 +831,7 @@ def run(main):
             if rc == 1 and _procs:
                 print("==== every process of this test ====", flush=True)
                 for p in _procs:
-                    print(p.describe(40, 40), flush=True)
+                    print(p.describe(describe_events, 40), flush=True)
             kill_all()
             for c in reversed(_cleanups):
                 try:
