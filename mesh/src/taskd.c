@@ -43,6 +43,10 @@
 #define S_TOKEN_RETRY_MS 500 /* a token request that failed is repeated after this */
 #define S_LIMIT_KEY    "mesh-ratelimit:" /* + path: the ring key of a limit's owner */
 #define S_RUNNER_LOST  "-" /* runner of a task taken back from the journal: gone */
+#define S_TAKEOVER_SCAN_MS 1000 /* standby tasks scanned at least this often */
+#define S_STALL_MS         2000 /* no check for this long: the process was stalled */
+#define S_STALL_GRACE_MS   1500 /* after a stall, liveness is stale: start nothing this long */
+#define S_UNSETTLED_MAX_MS 5000 /* ring views that still differ after this: go on anyway */
 
 static const char *const s_paths[] = {S_PATH_SUBMIT, S_PATH_PUT,  S_PATH_STARTED, S_PATH_DONE,
                                       S_PATH_STATUS, S_PATH_CANCEL, S_PATH_LIST,  S_PATH_SYNC,
@@ -75,6 +79,11 @@ typedef struct {
 typedef struct s_pending s_pending_t;
 typedef struct s_wait s_wait_t;
 
+typedef struct {
+    char (*ids)[MESH_TASK_ID_HEX + 1];
+    size_t n, cap;
+} s_alive_t;
+
 struct mesh_taskd {
     mesh_peer_t *peer;
     struct ev_loop *loop;
@@ -103,7 +112,14 @@ struct mesh_taskd {
     bool reconciled_once; /* a reconciliation ran since the quorum came back */
     int syncing;          /* sync calls of the current round in flight */
     uint32_t round;       /* reconciliation rounds started */
-    const void *alive;    /* during a scheduler turn: the members alive (s_alive_t) */
+    const void *alive;    /* during a scheduler turn: &alive_set, for the gate */
+    s_alive_t alive_set;  /* members alive at the last check */
+    uint64_t alive_digest;
+    int64_t last_check;     /* membership and quorum, every tick_ms */
+    int64_t last_takeovers; /* the last scan of the standby tasks */
+    int64_t stalled_until;  /* after a stall (a paused process), start nothing before */
+    int64_t unsettled_since; /* alive members announce another ring than ours; 0: no */
+    bool settled;            /* ring views agree (or have disagreed past the limit) */
     int64_t started_at;
     mesh_taskd_stats_t st;
 };
@@ -722,8 +738,8 @@ static void s_run_lost(mesh_taskd_t *self, const uint8_t *id, uint32_t attempt, 
     if (mesh__tasks_requeue(self->tasks, id, attempt, reached, S_RETRY_MS, now) == 0) {
         self->st.lost_runs++;
         s_meta_t *m = s_meta(self, mesh__task_id_hex(mesh__tasks_find(self->tasks, id)), false);
-        if (m) {
-            m->provider[0] = '\0';
+        if (m && !reached) {
+            m->provider[0] = '\0'; /* it would not take it: choose again */
         }
     }
     s_arm(self, now);
@@ -785,7 +801,7 @@ static void s_start(mesh_taskd_t *self, mesh__task_t *t)
         rc = mesh_peer_pick(self->peer, info.path, &o, provider);
     }
     if (rc != 0) {
-        mesh_call_opts_t o = {.selector = self->selector};
+        mesh_call_opts_t o = {.selector = self->selector, .key = info.id_hex};
         rc = mesh_peer_pick(self->peer, info.path, &o, provider);
     }
     if (rc != 0) {
@@ -831,10 +847,6 @@ static void s_start(mesh_taskd_t *self, mesh__task_t *t)
     }
 }
 
-typedef struct {
-    char (*ids)[MESH_TASK_ID_HEX + 1];
-    size_t n, cap;
-} s_alive_t;
 
 static void s_alive_cb(const mesh_route_info_t *r, void *arg)
 {
@@ -1213,30 +1225,91 @@ int mesh_taskd_set_ratelimit(mesh_taskd_t *self, const char *path, const char *l
 /* ------------------------------------------------------------------------ */
 /* the scheduler turn */
 
+typedef struct {
+    const s_alive_t *alive;
+    bool agree;
+} s_agree_t;
+
+static void s_agree_cb(const mesh_ring_member_t *mb, void *arg)
+{
+    s_agree_t *g = arg;
+    if (!mb->is_self && s_is_alive(g->alive, mb->id) && !mb->agrees) {
+        g->agree = false;
+    }
+}
+
+/*  A digest of who is alive (order-independent), to notice a change. */
+static uint64_t s_alive_digest(const s_alive_t *a)
+{
+    uint64_t d = a->n;
+    for (size_t i = 0; i < a->n; i++) {
+        d += XXH3_64bits(a->ids[i], strlen(a->ids[i]));
+    }
+    return d;
+}
+
 static void s_tick(mesh_taskd_t *self)
 {
     int64_t now = s_now();
-    uint64_t digest = mesh_peer_ring_digest(self->peer);
-    if (digest != self->digest) {
-        self->digest = digest;
-        s_rebalance(self, now);
+    /* membership, liveness and the quorum at most every tick_ms: a turn with
+       due tasks comes back at once, and need not walk the routes again */
+    bool periodic = now - self->last_check >= self->cfg.tick_ms;
+    bool alive_changed = false;
+    if (periodic) {
+        if (self->last_check && now - self->last_check > S_STALL_MS) {
+            /* the loop did not turn for a while (the process was stopped, the
+               machine suspended): every member looks silent until the messages
+               that waited are read. Judging liveness now would take over what
+               the others run. */
+            self->stalled_until = now + S_STALL_GRACE_MS;
+            self->st.stalls++;
+        }
+        self->last_check = now;
+        uint64_t digest = mesh_peer_ring_digest(self->peer);
+        if (digest != self->digest) {
+            self->digest = digest;
+            s_rebalance(self, now);
+            /* who holds what changed: once every member sees the same ring,
+               merge with the (new) other holders before starting anything */
+            self->ready = false;
+            self->syncing = 0;
+            self->round++;
+        }
+        s_alive_t *a = &self->alive_set;
+        a->n = 0;
+        mesh_peer_routes(self->peer, s_alive_cb, a);
+        /* the members alive announce the ring we compute: two nodes with
+           different views would each think itself the owner */
+        s_agree_t g = {a, true};
+        mesh_peer_ring_members(self->peer, s_agree_cb, &g);
+        if (g.agree) {
+            self->unsettled_since = 0;
+        } else if (!self->unsettled_since) {
+            self->unsettled_since = now;
+        }
+        self->settled = g.agree || now - self->unsettled_since >= S_UNSETTLED_MAX_MS;
+        uint64_t ad = s_alive_digest(a);
+        alive_changed = ad != self->alive_digest;
+        self->alive_digest = ad;
+        bool quorum = s_quorum(self, a, now);
+        if (!quorum && self->quorum) {
+            self->ready = false; /* cut off: once back, reconcile first */
+            self->syncing = 0;
+            self->round++;
+        }
+        self->quorum = quorum;
     }
-    s_alive_t a = {0};
-    mesh_peer_routes(self->peer, s_alive_cb, &a);
-    bool quorum = s_quorum(self, &a, now);
-    if (!quorum && self->quorum) {
-        self->ready = false; /* cut off: once back, reconcile first */
-        self->syncing = 0;
-        self->round++;
-    }
-    self->quorum = quorum;
-    if (quorum && !self->ready && self->syncing == 0 &&
+    if (self->quorum && self->settled && !self->ready && self->syncing == 0 &&
         (self->cfg.startup_grace_ms < 0 || now - self->started_at >= self->cfg.startup_grace_ms)) {
         s_reconcile(self, now);
     }
-    if (quorum && self->ready) {
-        self->alive = &a;
-        s_takeovers(self, &a, now);
+    if (self->quorum && self->ready && self->settled && now >= self->stalled_until) {
+        self->alive = &self->alive_set;
+        /* a scan of the standby tasks when someone came or went, else now and then */
+        if (alive_changed || now - self->last_takeovers >= S_TAKEOVER_SCAN_MS) {
+            self->last_takeovers = now;
+            s_takeovers(self, &self->alive_set, now);
+        }
         mesh__tasks_on_tick(self->tasks, now);
         mesh__task_t *due[S_DUE_BATCH];
         size_t n;
@@ -1258,7 +1331,6 @@ static void s_tick(mesh_taskd_t *self)
         s_ask_tokens(self, now);
         self->alive = NULL;
     }
-    free(a.ids);
     s_arm(self, s_now());
 }
 
@@ -1700,7 +1772,7 @@ mesh_taskd_t *mesh_taskd_new(mesh_peer_t *peer, const mesh_taskd_config_t *cfg)
     self->cfg.nratelimits = 0;
     self->cfg.data_dir = NULL;
     snprintf(self->selector, sizeof self->selector, "%s",
-             cfg->selector ? cfg->selector : "least_loaded");
+             cfg->selector ? cfg->selector : "key");
     self->cfg.selector = self->selector;
     if (self->cfg.replicas >= MESH_TASKS_REPLICAS_MAX) {
         free(self);
@@ -1785,6 +1857,7 @@ static void s_free(mesh_taskd_t *self)
     zhashx_destroy(&self->limits);
     zhashx_destroy(&self->buckets);
     zhashx_destroy(&self->seen);
+    free(self->alive_set.ids);
     free(self->data_dir);
     free(self);
 }

@@ -71,7 +71,11 @@ typedef struct {
     int64_t idem_window_ms;    /* idempotency keys held; 0: 1 h */
     int64_t backoff_base_ms;   /* retry after the 1st failure; 0: 1 s (doubling, jittered) */
     int tick_ms;               /* 0: MESH_TASK_DEFAULT_TICK_MS */
-    const char *selector;      /* provider selection for runs; NULL: "least_loaded" */
+    const char *selector;      /* provider selection for runs, keyed by the task id;
+                                  NULL: "key" (a consistent hash over the path's
+                                  providers: every holder that runs a task picks the same
+                                  provider, whose "once" ledger then joins or replays a
+                                  run instead of running it again) */
     int run_timeout_ms;        /* a run without a reply by then is a failed attempt (the
                                   next goes to the same provider: "once" joins a run still
                                   going on there); 0: MESH_TASK_DEFAULT_RUN_TIMEOUT_MS */
@@ -121,6 +125,7 @@ typedef struct {
     uint64_t journal_commits; /* journal batches committed */
     uint64_t journal_errors;  /* journal batches that failed (the tasks stay in memory) */
     uint64_t journal_loaded;  /* tasks taken back from the journal at start */
+    uint64_t stalls;          /* the loop stood still for seconds: starts held back */
     bool quorum;              /* enough of the cluster is in sight to start tasks */
     bool ready;               /* the startup grace and reconciliation are over */
 } mesh_taskd_stats_t;
