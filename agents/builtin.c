@@ -208,8 +208,10 @@ static void s_on_stats(mesh_peer_t *peer, mesh_request_t *req, void *arg)
     } else {
         mesh_taskd_stats_t ts;
         mesh_taskd_stats(td, &ts);
-        msgpack_pack_map(&pk, 17);
+        msgpack_pack_map(&pk, 20);
         s_kv_u64(&pk, "held", ts.held);
+        s_kv_u64(&pk, "stalls", ts.stalls);
+        s_kv_u64(&pk, "syncing", ts.syncing);
         static const char *const states[] = {"scheduled", "running", "standby", "succeeded",
                                              "failed"};
         for (size_t i = 0; i < sizeof states / sizeof states[0]; i++) {
@@ -228,6 +230,8 @@ static void s_on_stats(mesh_peer_t *peer, mesh_request_t *req, void *arg)
         ts.quorum ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
         s_str(&pk, "ready");
         ts.ready ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
+        s_str(&pk, "settled");
+        ts.settled ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk);
     }
     s_reply(self, req, &sb);
 }

@@ -47,6 +47,7 @@
 #define S_STALL_MS         2000 /* no check for this long: the process was stalled */
 #define S_STALL_GRACE_MS   1500 /* after a stall, liveness is stale: start nothing this long */
 #define S_UNSETTLED_MAX_MS 5000 /* ring views that still differ after this: go on anyway */
+#define S_HANDOFF_RETRY_MS 1000 /* a hand-off not acknowledged by every holder: again */
 
 static const char *const s_paths[] = {S_PATH_SUBMIT, S_PATH_PUT,  S_PATH_STARTED, S_PATH_DONE,
                                       S_PATH_STATUS, S_PATH_CANCEL, S_PATH_LIST,  S_PATH_SYNC,
@@ -57,6 +58,10 @@ typedef struct {
     unsigned replicas;
     char runner[MESH_TASK_ID_HEX + 1];   /* "" unknown */
     char provider[MESH_TASK_ID_HEX + 1]; /* of the current attempt; "" unknown */
+    uint32_t handoff_gen; /* the hand-off in flight (no longer a holder: the copy goes
+                             once every holder acknowledged it) */
+    int handoff_acks;     /* acknowledgements still awaited */
+    bool handoff_failed;
 } s_meta_t;
 
 /*  A cluster-wide limit, as a runner of its tasks sees it. */
@@ -119,6 +124,7 @@ struct mesh_taskd {
     int64_t last_takeovers; /* the last scan of the standby tasks */
     int64_t stalled_until;  /* after a stall (a paused process), start nothing before */
     int64_t unsettled_since; /* alive members announce another ring than ours; 0: no */
+    int64_t rebalance_at;    /* a hand-off failed: push again then; 0: no */
     bool settled;            /* ring views agree (or have disagreed past the limit) */
     int64_t started_at;
     mesh_taskd_stats_t st;
@@ -652,7 +658,74 @@ static int s_rank_of(const s_holders_t *h, const char *id)
     return -1;
 }
 
-/*  The ring changed: push each task to its holders, drop the ones this
+static void s_on_handoff_ack(mesh_peer_t *peer, const mesh_reply_t *reply, void *arg)
+{
+    (void)peer;
+    s_pending_t *p = arg;
+    uint8_t id[MESH_TASKS_ID_SIZE];
+    memcpy(id, p->id, sizeof id);
+    uint32_t gen = p->attempt;
+    mesh_taskd_t *self = s_pending_end(p);
+    mesh__task_t *t = self ? mesh__tasks_find(self->tasks, id) : NULL;
+    s_meta_t *m = t ? s_meta(self, mesh__task_id_hex(t), false) : NULL;
+    if (!m || m->handoff_gen != gen) {
+        return;
+    }
+    if (reply->status != 0) {
+        m->handoff_failed = true;
+    }
+    if (--m->handoff_acks > 0) {
+        return;
+    }
+    if (m->handoff_failed) {
+        self->rebalance_at = s_now() + S_HANDOFF_RETRY_MS; /* push again, keep the copy */
+        return;
+    }
+    s_holders_t h;
+    s_holders(self, id, m->replicas, NULL, &h);
+    if (s_rank_of(&h, mesh_peer_id(self->peer)) < 0 && mesh__task_state(t) != MESH_TASK_RUNNING) {
+        mesh__tasks_remove(self->tasks, id); /* every holder has it */
+    }
+}
+
+/*  This node no longer holds t: put it to each holder as a call; the copy
+    here goes once all have acknowledged (a cast lost on the way to a node
+    just back would lose the task). */
+static void s_handoff(mesh_taskd_t *self, const mesh__task_t *t, const s_holders_t *h,
+                      int64_t now)
+{
+    s_meta_t *m = s_meta(self, mesh__task_id_hex(t), true);
+    if (!m) {
+        return;
+    }
+    m->handoff_gen++;
+    m->handoff_acks = 0;
+    m->handoff_failed = false;
+    for (size_t j = 0; j < h->n; j++) {
+        s_w_t w = {0};
+        s_pending_t *p = s_put_body(self, t, (unsigned)j, now, &w) ? s_pending_new(self) : NULL;
+        if (p) {
+            memcpy(p->id, mesh__task_id(t), MESH_TASKS_ID_SIZE);
+            p->attempt = m->handoff_gen;
+            mesh_call_opts_t o = {.selector = "direct", .peer = h->ids[j]};
+            if (mesh_peer_call(self->peer, S_PATH_PUT, w.buf, w.len, &o, s_on_handoff_ack, p) ==
+                0) {
+                m->handoff_acks++;
+            } else {
+                s_pending_end(p);
+                m->handoff_failed = true;
+            }
+        } else {
+            m->handoff_failed = true;
+        }
+        free(w.buf);
+    }
+    if (m->handoff_failed && m->handoff_acks == 0) {
+        self->rebalance_at = now + S_HANDOFF_RETRY_MS;
+    }
+}
+
+/*  The ring changed: push each task to its holders, hand off the ones this
     peer no longer holds, move the rest to their new rank. */
 static void s_rebalance(mesh_taskd_t *self, int64_t now)
 {
@@ -680,20 +753,18 @@ static void s_rebalance(mesh_taskd_t *self, int64_t now)
         if (h.n == 0) {
             continue;
         }
+        int rank = s_rank_of(&h, me);
+        if (rank < 0) {
+            /* kept until every holder has it (and a run here has ended) */
+            s_handoff(self, t, &h, now);
+            continue;
+        }
         for (size_t j = 0; j < h.n; j++) {
             if (strcmp(h.ids[j], me) != 0) {
                 s_put(self, t, h.ids[j], (unsigned)j, now);
             }
         }
-        int rank = s_rank_of(&h, me);
-        if (rank < 0) {
-            /* a task running here stays until its attempt ends */
-            if (mesh__task_state(t) != MESH_TASK_RUNNING) {
-                mesh__tasks_remove(self->tasks, ids[i]);
-            }
-        } else {
-            mesh__tasks_set_replica(self->tasks, ids[i], (unsigned)rank, now);
-        }
+        mesh__tasks_set_replica(self->tasks, ids[i], (unsigned)rank, now);
     }
     free(ids);
 }
@@ -725,6 +796,11 @@ static void s_run_finish(mesh_taskd_t *self, const uint8_t *id, uint32_t attempt
                 }
             }
             s_broadcast_done(self, t, now);
+            s_holders_t h;
+            s_holders(self, id, s_replicas_of(self, mesh__task_id_hex(t)), NULL, &h);
+            if (h.n && s_rank_of(&h, mesh_peer_id(self->peer)) < 0) {
+                s_handoff(self, t, &h, now); /* the ring moved it while it ran here */
+            }
         }
     }
     s_arm(self, now);
@@ -1266,6 +1342,10 @@ static void s_tick(mesh_taskd_t *self)
         }
         self->last_check = now;
         uint64_t digest = mesh_peer_ring_digest(self->peer);
+        if (self->rebalance_at && now >= self->rebalance_at) {
+            self->rebalance_at = 0;
+            s_rebalance(self, now); /* a hand-off failed: again */
+        }
         if (digest != self->digest) {
             self->digest = digest;
             s_rebalance(self, now);
@@ -2241,4 +2321,6 @@ void mesh_taskd_stats(const mesh_taskd_t *self, mesh_taskd_stats_t *out)
     out->rate_waits = ts->rate_waits;
     out->quorum = self->quorum;
     out->ready = self->ready;
+    out->settled = self->settled;
+    out->syncing = self->syncing > 0 ? (unsigned)self->syncing : 0;
 }

@@ -253,6 +253,17 @@ def main():
                 break
             time.sleep(3)
         t_final = time.monotonic()
+        if not all_final:
+            # what each live task service thinks of itself, to tell why nothing starts
+            for name in sorted(name_of(h) for h in nodes):
+                if name == killed:
+                    continue
+                rc, out, err, dt = ctl.run("call", "/sys/stats", "--selector", "direct",
+                                           "--peer", name, timeout=30)
+                try:
+                    mt.log("  %s /sys/stats tasks: %s" % (name, json.loads(out).get("tasks")))
+                except ValueError:
+                    mt.log("  %s /sys/stats: exit %d %s" % (name, rc, err.strip()[-200:]))
         time.sleep(LATE_RUNS_S)
         tasks = list_tasks(ctl) or tasks or {}
 

@@ -128,6 +128,8 @@ typedef struct {
     uint64_t stalls;          /* the loop stood still for seconds: starts held back */
     bool quorum;              /* enough of the cluster is in sight to start tasks */
     bool ready;               /* the startup grace and reconciliation are over */
+    bool settled;             /* the members alive announce our ring (or differ for long) */
+    unsigned syncing;         /* reconciliation calls in flight */
 } mesh_taskd_stats_t;
 
 MESH_EXPORT void mesh_taskd_stats(const mesh_taskd_t *self, mesh_taskd_stats_t *out);
