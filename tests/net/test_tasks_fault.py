@@ -24,7 +24,8 @@ Checked (every problem is gathered and reported before the test fails):
   * the count of tasks invoked more than once; every such task had an earlier invocation on
     the killed host or on the cut host while it was cut (a provider lost mid-run is the one
     case where the mesh re-invokes), or both of its holders faulted at once (its runner killed
-    mid-run during the cut, and the re-run by the cut host, which never heard of that run) --
+    mid-run during the cut, and the re-run, after the heal, by a holder that never heard of
+    that run: its attempt number is not past the killed runner's) --
     else the offending tasks' invocation lines are printed.
 
 Needs root (netlab); 77 otherwise. Runs in about 1-2 minutes.
@@ -366,10 +367,11 @@ def main():
                                               else "the cut host while cut")] += 1
                 continue
             # both holders faulted: the runner was killed mid-run while the task's other
-            # holder was cut off, so no holder heard of the run; the cut one runs it again
-            # after the heal, not knowing (its attempt 1 again). Beyond the promise (one
-            # node lost); the effect is still once.
-            if (ss[0]["caller"] == killed and ss[-1]["caller"] == cut and
+            # holder was cut off, so no holder heard of the run; after the heal the cut one
+            # (or the holder it hands the task to) runs it again, not knowing: its attempt
+            # number is not past the killed runner's. Beyond the promise (one node lost);
+            # the effect is still once.
+            if (ss[0]["caller"] == killed and
                     int(ss[-1]["attempt"]) <= int(ss[0]["attempt"]) and
                     t_cut <= float(ss[0]["t"]) <= t_heal):
                 why["both holders faulted: runner killed mid-run, the other holder cut"] += 1
