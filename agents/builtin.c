@@ -9,6 +9,8 @@
                    replies_late, peers,
                    agents: {NAME: {kind, requests, errors, timeouts, crashes,
                                    inflight}...},
+                   ring: {NAME: {digest, agrees}...} (each member's last
+                         announced ring digest, and whether it is ours),
                    tasks: {held, scheduled, running, standby, succeeded, failed,
                            started, lost_runs, takeovers, double_starts, rate_waits,
                            tokens_granted, journal_commits, journal_errors,
@@ -161,6 +163,16 @@ static void s_agent_entry(msgpack_packer *pk, const char *kind, const agent_stat
     s_kv_u64(pk, "inflight", inflight);
 }
 
+static void s_ring_entry(const mesh_ring_member_t *mb, void *arg)
+{
+    msgpack_packer *pk = arg;
+    s_str(pk, mb->name);
+    msgpack_pack_map(pk, 2);
+    s_kv_u64(pk, "digest", mb->digest);
+    s_str(pk, "agrees");
+    mb->agrees ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+}
+
 static void s_on_stats(mesh_peer_t *peer, mesh_request_t *req, void *arg)
 {
     s_builtin_t *self = arg;
@@ -172,7 +184,7 @@ static void s_on_stats(mesh_peer_t *peer, mesh_request_t *req, void *arg)
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 17);
+    msgpack_pack_map(&pk, 18);
     s_kv_u64(&pk, "requests_in", ms.requests_in);
     s_kv_u64(&pk, "requests_out", ms.requests_out);
     s_kv_u64(&pk, "replies_in", ms.replies_in);
@@ -201,6 +213,9 @@ static void s_on_stats(mesh_peer_t *peer, mesh_request_t *req, void *arg)
         s_str(&pk, agent_name(a));
         s_agent_entry(&pk, a->ops->kind, &st, agent_inflight(a));
     }
+    s_str(&pk, "ring"); /* each member's announced digest, as this node sees it */
+    msgpack_pack_map(&pk, mesh_peer_ring_members(peer, NULL, NULL));
+    mesh_peer_ring_members(peer, s_ring_entry, &pk);
     s_str(&pk, "tasks");
     const mesh_taskd_t *td = self->taskd ? *self->taskd : NULL;
     if (!td) {
@@ -208,8 +223,15 @@ static void s_on_stats(mesh_peer_t *peer, mesh_request_t *req, void *arg)
     } else {
         mesh_taskd_stats_t ts;
         mesh_taskd_stats(td, &ts);
-        msgpack_pack_map(&pk, 20);
+        msgpack_pack_map(&pk, 26);
         s_kv_u64(&pk, "held", ts.held);
+        s_kv_u64(&pk, "ticks", ts.ticks);
+        s_str(&pk, "next_tick_ms");
+        msgpack_pack_int64(&pk, ts.next_tick_ms);
+        s_kv_u64(&pk, "unsettled_ms", (uint64_t)ts.unsettled_ms);
+        s_kv_u64(&pk, "checked_ms_ago", (uint64_t)ts.checked_ms_ago);
+        s_kv_u64(&pk, "disagreeing", ts.disagreeing);
+        s_kv_u64(&pk, "ring_changes", ts.ring_changes);
         s_kv_u64(&pk, "stalls", ts.stalls);
         s_kv_u64(&pk, "syncing", ts.syncing);
         static const char *const states[] = {"scheduled", "running", "standby", "succeeded",

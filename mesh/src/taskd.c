@@ -125,6 +125,7 @@ struct mesh_taskd {
     int64_t stalled_until;  /* after a stall (a paused process), start nothing before */
     int64_t unsettled_since; /* alive members announce another ring than ours; 0: no */
     int64_t rebalance_at;    /* a hand-off failed: push again then; 0: no */
+    int64_t timer_at;        /* when the armed timer fires (monotonic ms) */
     bool settled;            /* ring views agree (or have disagreed past the limit) */
     int64_t started_at;
     mesh_taskd_stats_t st;
@@ -957,9 +958,12 @@ static bool s_is_alive(const s_alive_t *a, const char *id)
     return false;
 }
 
-/*  STANDBY tasks whose runner is no longer alive are taken over. */
+/*  STANDBY tasks whose runner is no longer alive are taken over; so are
+    those whose runner is unknown, or this node (a run of its own that it
+    no longer runs: it would stand by for itself for ever). */
 static void s_takeovers(mesh_taskd_t *self, const s_alive_t *a, int64_t now)
 {
+    const char *me = mesh_peer_id(self->peer);
     size_t n = mesh__tasks_count(self->tasks, MESH_TASK_STANDBY);
     if (n == 0) {
         return;
@@ -971,7 +975,7 @@ static void s_takeovers(mesh_taskd_t *self, const s_alive_t *a, int64_t now)
         n = mesh__tasks_list(self->tasks, MESH_TASK_STANDBY, list, n);
         for (size_t i = 0; i < n; i++) {
             s_meta_t *m = s_meta(self, mesh__task_id_hex(list[i]), false);
-            if (m && m->runner[0] && !s_is_alive(a, m->runner)) {
+            if (!m || !m->runner[0] || strcmp(m->runner, me) == 0 || !s_is_alive(a, m->runner)) {
                 memcpy(lost[nlost++], mesh__task_id(list[i]), MESH_TASKS_ID_SIZE);
             }
         }
@@ -1304,6 +1308,7 @@ int mesh_taskd_set_ratelimit(mesh_taskd_t *self, const char *path, const char *l
 typedef struct {
     const s_alive_t *alive;
     bool agree;
+    unsigned disagreeing;
 } s_agree_t;
 
 static void s_agree_cb(const mesh_ring_member_t *mb, void *arg)
@@ -1311,6 +1316,7 @@ static void s_agree_cb(const mesh_ring_member_t *mb, void *arg)
     s_agree_t *g = arg;
     if (!mb->is_self && s_is_alive(g->alive, mb->id) && !mb->agrees) {
         g->agree = false;
+        g->disagreeing++;
     }
 }
 
@@ -1327,6 +1333,7 @@ static uint64_t s_alive_digest(const s_alive_t *a)
 static void s_tick(mesh_taskd_t *self)
 {
     int64_t now = s_now();
+    self->st.ticks++;
     /* membership, liveness and the quorum at most every tick_ms: a turn with
        due tasks comes back at once, and need not walk the routes again */
     bool periodic = now - self->last_check >= self->cfg.tick_ms;
@@ -1348,6 +1355,7 @@ static void s_tick(mesh_taskd_t *self)
         }
         if (digest != self->digest) {
             self->digest = digest;
+            self->st.ring_changes++;
             s_rebalance(self, now);
             /* who holds what changed: once every member sees the same ring,
                merge with the (new) other holders before starting anything */
@@ -1360,8 +1368,9 @@ static void s_tick(mesh_taskd_t *self)
         mesh_peer_routes(self->peer, s_alive_cb, a);
         /* the members alive announce the ring we compute: two nodes with
            different views would each think itself the owner */
-        s_agree_t g = {a, true};
+        s_agree_t g = {a, true, 0};
         mesh_peer_ring_members(self->peer, s_agree_cb, &g);
+        self->st.disagreeing = g.disagreeing;
         if (g.agree) {
             self->unsettled_since = 0;
         } else if (!self->unsettled_since) {
@@ -1421,10 +1430,13 @@ static void s_on_timer(struct ev_loop *loop, ev_timer *w, int revents)
     s_tick(w->data);
 }
 
+/*  Arms the scheduler's timer for the next thing to do, at most tick_ms
+    away; never later than it is armed already (events come in all the time:
+    re-arming each time for tick_ms would put the turn off for ever). */
 static void s_arm(mesh_taskd_t *self, int64_t now)
 {
     int64_t delay = self->cfg.tick_ms;
-    if (self->quorum && self->ready) {
+    if (self->quorum && self->ready && self->settled && now >= self->stalled_until) {
         int64_t next = mesh__tasks_next_deadline(self->tasks, now);
         for (s_limit_t *l = zhashx_first(self->limits); l; l = zhashx_next(self->limits)) {
             if (!l->asking && l->retry_at < next &&
@@ -1435,10 +1447,16 @@ static void s_arm(mesh_taskd_t *self, int64_t now)
         if (next != INT64_MAX && next - now < delay) {
             delay = next - now;
         }
+    } else if (self->stalled_until > now && self->stalled_until - now < delay) {
+        delay = self->stalled_until - now;
     }
     if (delay < 0) {
         delay = 0;
     }
+    if (ev_is_active(&self->timer) && self->timer_at <= now + delay) {
+        return; /* due sooner already */
+    }
+    self->timer_at = now + delay;
     ev_timer_stop(self->loop, &self->timer);
     ev_timer_set(&self->timer, (double)delay / 1000.0, 0.);
     ev_timer_start(self->loop, &self->timer);
@@ -1609,32 +1627,51 @@ static void s_on_put(mesh_peer_t *peer, mesh_request_t *req, void *arg)
     }
 }
 
-/*  sync: as put, and the answer is the copy held after the merge. */
+/*  sync: as put, and the answer is the copy held after the merge, as a put
+    body (so its runner and provider come along). */
 static void s_on_sync(mesh_peer_t *peer, mesh_request_t *req, void *arg)
 {
     (void)peer;
     mesh_taskd_t *self = arg;
     mesh__task_t *t = s_take_copy(self, req);
-    if (t) {
-        s_reply_record(req, t);
+    if (!t) {
+        return;
     }
+    mesh__task_info_t info;
+    mesh__task_info(t, &info);
+    s_w_t w = {0};
+    if (s_put_body(self, t, info.replica, s_now(), &w)) {
+        mesh_request_reply(req, w.buf, w.len);
+    } else {
+        mesh_request_error(req, "out of memory");
+    }
+    free(w.buf);
 }
 
 /*  A sync's answer: the other holder's copy, merged into ours. */
 static void s_read_put_reply(mesh_taskd_t *self, const mesh_reply_t *reply)
 {
-    mesh__tw_record_t tr;
-    if (mesh__tw_record(reply->data, reply->size, &tr) != 0) {
+    mesh__tw_put_t pt;
+    if (mesh__tw_put(reply->data, reply->size, &pt) != 0) {
         return;
     }
-    const mesh__task_record_t rec = tr.rec;
-    const uint8_t *p = tr.raw;
-    size_t n = tr.len;
-    mesh__task_t *t = mesh__tasks_find(self->tasks, rec.id);
-    if (t) {
-        mesh__task_info_t info;
-        mesh__task_info(t, &info);
-        mesh__tasks_import(self->tasks, p, n, (int)info.replica, s_now(), NULL);
+    mesh__task_t *t = mesh__tasks_find(self->tasks, pt.r.rec.id);
+    if (!t) {
+        return;
+    }
+    mesh__task_info_t info;
+    mesh__task_info(t, &info);
+    int64_t now = s_now();
+    mesh__tasks_import(self->tasks, pt.r.raw, pt.r.len, (int)info.replica, now, NULL);
+    s_meta_t *m = s_meta(self, info.id_hex, true);
+    if (m && mesh__task_state(t) == MESH_TASK_STANDBY) {
+        /* who runs it, as the other holder knows */
+        if (pt.runner[0]) {
+            snprintf(m->runner, sizeof m->runner, "%s", pt.runner);
+        }
+        if (pt.provider[0]) {
+            snprintf(m->provider, sizeof m->provider, "%s", pt.provider);
+        }
     }
 }
 
@@ -2322,5 +2359,11 @@ void mesh_taskd_stats(const mesh_taskd_t *self, mesh_taskd_stats_t *out)
     out->quorum = self->quorum;
     out->ready = self->ready;
     out->settled = self->settled;
+    int64_t now = s_now();
+    out->unsettled_ms = self->unsettled_since ? now - self->unsettled_since : 0;
+    out->checked_ms_ago = now - self->last_check;
+    out->next_tick_ms = ev_is_active(&self->timer)
+                            ? (int64_t)(ev_timer_remaining(self->loop, (ev_timer *)&self->timer) * 1000)
+                            : -1;
     out->syncing = self->syncing > 0 ? (unsigned)self->syncing : 0;
 }

@@ -262,9 +262,12 @@ def main():
                 rc, out, err, dt = ctl.run("call", "/sys/stats", "--selector", "direct",
                                            "--peer", name, timeout=30)
                 try:
-                    mt.log("  %s /sys/stats tasks: %s" % (name, json.loads(out).get("tasks")))
+                    doc = json.loads(out)
+                    mt.log("  %s /sys/stats tasks: %s" % (name, doc.get("tasks")))
                 except ValueError:
                     mt.log("  %s /sys/stats: exit %d %s" % (name, rc, err.strip()[-200:]))
+            rc, out, err, dt = ctl.run("ring", timeout=30)
+            mt.log("  meshctl ring (exit %d):\n%s" % (rc, out))
         time.sleep(LATE_RUNS_S)
         tasks = list_tasks(ctl) or tasks or {}
 

@@ -130,6 +130,12 @@ typedef struct {
     bool ready;               /* the startup grace and reconciliation are over */
     bool settled;             /* the members alive announce our ring (or differ for long) */
     unsigned syncing;         /* reconciliation calls in flight */
+    unsigned disagreeing;     /* members alive announcing another ring, at the last check */
+    uint64_t ring_changes;    /* ring digest changes seen (each one reconciles) */
+    int64_t unsettled_ms;     /* how long the views have differed (0: they agree) */
+    int64_t checked_ms_ago;   /* the last membership and quorum check */
+    uint64_t ticks;           /* scheduler turns */
+    int64_t next_tick_ms;     /* the next one is due in (-1: none armed) */
 } mesh_taskd_stats_t;
 
 MESH_EXPORT void mesh_taskd_stats(const mesh_taskd_t *self, mesh_taskd_stats_t *out);
