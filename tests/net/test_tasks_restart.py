@@ -35,12 +35,13 @@ echo '{"ok":true}'
 
 
 class Nodes:
-    def __init__(self, work, n, journal=True):
+    def __init__(self, work, n, journal=True, extra=()):
         self.port = str(mt.free_udp_port())
         self.realm = "restart-%d-%s" % (os.getpid(), os.path.basename(work))
         self.work = work
         self.n = n
         self.journal = journal
+        self.extra = list(extra)
         self.log = os.path.join(work, "runs.log")
         self.agent = os.path.join(work, "agent")
         os.makedirs(self.agent, exist_ok=True)
@@ -60,6 +61,7 @@ class Nodes:
                     "--task-startup-grace", str(GRACE_MS), "--exec-agent", "t=" + self.agent]
             if self.journal:
                 args += ["--data-dir", os.path.join(self.work, "data-n%d" % i)]
+            args += self.extra
             out = open(os.path.join(self.work, "n%d-life%d.log" % (i, self.lives)), "w")
             self.procs[i] = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
         time.sleep(1.5)
