@@ -2273,7 +2273,8 @@ static void s_on_list_gather(mesh_peer_t *peer, const mesh_gather_t *g, void *ar
     free(c);
     mesh__task_record_t *recs = NULL;
     size_t n = 0, cap = 0;
-    for (size_t i = 0; i < g->nreplies; i++) {
+    zhashx_t *seen = zhashx_new(); /* id hex -> index + 1 in recs */
+    for (size_t i = 0; seen && i < g->nreplies; i++) {
         const mesh_reply_t *rp = &g->replies[i];
         if (rp->status != 0) {
             continue;
@@ -2289,12 +2290,12 @@ static void s_on_list_gather(mesh_peer_t *peer, const mesh_gather_t *g, void *ar
                 break;
             }
             mesh__task_record_t rec = tr.rec;
-            size_t k;
-            for (k = 0; k < n && memcmp(recs[k].id, rec.id, MESH_TASKS_ID_SIZE) != 0; k++) {
-            }
-            if (k < n) {
-                if (s_ahead(&rec, &recs[k])) {
-                    recs[k] = rec;
+            char hex[MESH_TASKS_ID_HEX + 1];
+            mesh__task_id_to_hex(rec.id, hex);
+            size_t k = (size_t)(uintptr_t)zhashx_lookup(seen, hex);
+            if (k > 0) {
+                if (s_ahead(&rec, &recs[k - 1])) {
+                    recs[k - 1] = rec;
                 }
                 continue;
             }
@@ -2308,8 +2309,10 @@ static void s_on_list_gather(mesh_peer_t *peer, const mesh_gather_t *g, void *ar
                 cap = ncap;
             }
             recs[n++] = rec;
+            zhashx_insert(seen, hex, (void *)(uintptr_t)n);
         }
     }
+    zhashx_destroy(&seen);
     s_view_t *views = calloc(n ? n : 1, sizeof *views);
     mesh_task_status_t *st = calloc(n ? n : 1, sizeof *st);
     if (!views || !st) {
