@@ -117,7 +117,7 @@ struct mesh_taskd {
     bool reconciled_once; /* a reconciliation ran since the quorum came back */
     int syncing;          /* sync calls of the current round in flight */
     uint32_t round;       /* reconciliation rounds started */
-    const void *alive;    /* during a scheduler turn: &alive_set, for the gate */
+    const s_alive_t *alive; /* during a scheduler turn: &alive_set, for the gate */
     s_alive_t alive_set;  /* members alive at the last check */
     uint64_t alive_digest;
     int64_t last_check;     /* membership and quorum, every tick_ms */
