@@ -642,6 +642,28 @@ static int s_job_start(s_job_t *job)
         s_env_add(&env, "MESH_CAST", "1");
     }
     int rc = env.failed ? ENOMEM : 0;
+    /* the input goes into the pipe before the method starts, as much as the
+       pipe holds (64 KiB by default: every payload but large ones), and the
+       pipe is closed when it all fits: a method then always reads its whole
+       input, even if meshd is killed right after starting it */
+    if (rc == 0 && s_nonblock(in[1]) != 0) {
+        rc = errno;
+    }
+    while (rc == 0 && job->input_off < job->input_len) {
+        ssize_t n = write(in[1], job->input + job->input_off, job->input_len - job->input_off);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break; /* full (EAGAIN): the rest once it runs */
+        }
+        job->input_off += (size_t)n;
+    }
+    bool all_in = job->input_off == job->input_len;
+    if (rc == 0 && all_in) {
+        close(in[1]);
+        in[1] = -1;
+    }
     if (rc == 0) {
         char *argv[] = {job->method->file, NULL};
         rc = s_spawn(&job->pid, self->dir, argv, env.vars, in[0], out[1], err[1]);
@@ -650,12 +672,14 @@ static int s_job_start(s_job_t *job)
     close(in[0]);
     close(out[1]);
     close(err[1]);
-    if (rc == 0 && (s_nonblock(in[1]) != 0 || s_nonblock(out[0]) != 0 || s_nonblock(err[0]) != 0)) {
+    if (rc == 0 && (s_nonblock(out[0]) != 0 || s_nonblock(err[0]) != 0)) {
         rc = errno; /* cannot happen with pipes; be safe */
         s_kill_group(job->pid);
     }
     if (rc != 0) {
-        close(in[1]);
+        if (in[1] >= 0) {
+            close(in[1]);
+        }
         close(out[0]);
         close(err[0]);
         return rc;
@@ -671,7 +695,9 @@ static int s_job_start(s_job_t *job)
     ev_timer_init(&job->w_timer, s_on_timeout, self->timeout_ms / 1000.0, 0.0);
     job->w_in.data = job->w_out.data = job->w_err.data = job;
     job->w_child.data = job->w_timer.data = job;
-    ev_io_start(loop, &job->w_in);
+    if (job->fd_in >= 0) {
+        ev_io_start(loop, &job->w_in);
+    }
     ev_io_start(loop, &job->w_out);
     ev_io_start(loop, &job->w_err);
     ev_child_start(loop, &job->w_child);
