@@ -24,6 +24,7 @@
 #include "codec.h"
 #include "peer_internal.h"
 #include "loopthread.h"
+#include "once.h"
 #include "reactor.h"
 #include "ring.h"
 #include "routing.h"
@@ -116,30 +117,9 @@ typedef struct s_call {
     size_t heap_idx;
 } s_call_t;
 
-/*  A "once" request at its provider: the ledger's entry for (path, key).
-    See the section "once" requests below. */
-typedef struct {
-    uint8_t uuid[MESH_ZRE_UUID_SIZE];
-    uint64_t id;
-} s_waiter_t;
-
-typedef struct s_once {
-    uint64_t hash;
-    struct s_once *chain;         /* next in its bucket */
-    struct s_once *prev, *next;   /* DONE: the expiry list, oldest first */
-    bool done;                    /* false: RUNNING */
-    int64_t expires;              /* DONE: replayed until then */
-    uint8_t *data;                /* DONE: a copy of the reply payload (NULL when empty) */
-    size_t size;                  /* its length */
-    s_waiter_t *waiters;          /* RUNNING: copies that get the run's reply */
-    size_t nwaiters, waiters_cap; /* how many, and the array's room */
-    size_t plen, klen;            /* path and key lengths */
-    char text[];                  /* the path's plen bytes, then the key's klen bytes */
-} s_once_t;
-
 struct mesh_request {
     mesh_peer_t *peer;
-    s_once_t *once; /* the ledger entry this request runs for, or NULL */
+    mesh__once_entry_t *once; /* the "once" ledger's entry this request runs for, or NULL */
     uint64_t id;
     uint32_t flags;
     unsigned attempt;
@@ -221,12 +201,8 @@ struct mesh_peer {
     /* requests being handled here */
     mesh_request_t *open;
     uint64_t inflight;
-    /* "once" requests: (path, key) -> entry (chained buckets), and the DONE
-       entries in the order they expire */
-    s_once_t **once_table;
-    size_t once_cap, nonce;
-    s_once_t *once_head, *once_tail;
-    size_t once_bytes; /* reply payloads the DONE entries keep */
+    /* "once" requests: the ledger (see the section "once" requests below) */
+    mesh__once_t *once;
     /* envelopes to ourselves */
     s_local_t *local_head, *local_tail;
     /* scratch */
@@ -373,9 +349,13 @@ mesh_peer_t *mesh_peer_new(const mesh_config_t *config)
     self->sub_scratch = calloc(MESH_CODEC_SUBS_MAX, sizeof *self->sub_scratch);
     self->ring = mesh__ring_new(MESH_RING_VNODES);
     self->members_gen = 1; /* the ring is built at its first use */
+    mesh__once_config_t oc = {.entries_max = MESH_ONCE_ENTRIES_MAX,
+                              .bytes_max = MESH_ONCE_BYTES_MAX,
+                              .retention_ms = MESH_ONCE_RETENTION_MS};
+    self->once = mesh__once_new(&oc);
     bool ok = self->realm && (!c->name || self->name) && (!c->iface || self->iface) &&
               (!c->nseeds || self->seeds) && self->zre && self->rt && self->svc_scratch &&
-              self->sub_scratch && self->ring;
+              self->sub_scratch && self->ring && self->once;
     for (size_t i = 0; ok && i < c->nseeds; i++) {
         ok = mesh__zre_add_seed(self->zre, self->seeds[i]) == 0;
     }
@@ -734,12 +714,10 @@ static void s_ring_on_status(mesh_peer_t *self, const mesh__member_t *from, uint
     }
 }
 
-static void s_once_purge(mesh_peer_t *self, int64_t now);
-
 static void s_ping(mesh_peer_t *self)
 {
     s_drop_silent_targets(self, s_now());
-    s_once_purge(self, s_now());
+    mesh__once_purge(self->once, s_now());
     s_check_active(self);
     double load = s_load(self);
     double fitness = 0;
@@ -1539,235 +1517,63 @@ static void s_on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
 /* "once" requests: the provider's ledger
 
    A call that carries the ONCE flag and a key runs at most once at a time
-   here per (path, key), and a success is remembered. Its entry is RUNNING
-   while the request its handler got is open: copies that arrive meanwhile
-   do not reach the handler but wait, and get the run's reply, whatever it
-   is. A success (status 0) makes the entry DONE with a copy of the reply
-   payload, replayed at once to every copy for MESH_ONCE_RETENTION_MS; any
-   other end (an error, a rejection, the request freed unfinished) deletes
-   the entry, so that the next copy runs the handler again.
-
-   Entries are found by a chained hash of (path, key). DONE entries are also
-   listed in the order they finished, which (one retention for all) is the
-   order they expire in: purging the expired (on every new ONCE request and
-   every ping) and evicting the oldest past MESH_ONCE_ENTRIES_MAX or
-   MESH_ONCE_BYTES_MAX take them from the head, at a constant cost per
-   entry. RUNNING entries are never evicted: they are bounded by the open
-   requests. When every entry is RUNNING and the ledger is full, a new
-   (path, key) runs without an entry (no deduplication for it). A reply
-   larger than MESH_ONCE_BYTES_MAX alone, or that cannot be copied, is not
-   kept: the entry is deleted as after an error (a repeat runs again). */
+   here per (path, key), and a success is remembered (protocol.md §11.6.7).
+   The ledger (once.h: entries, waiters, retention, bounds) is pure; this is
+   its glue: it answers replays, counts joins, and sends the run's reply to
+   its waiters. Its expired entries are purged on every new ONCE request (in
+   mesh__once_admit) and every ping. */
 
 static void s_reply_to(mesh_peer_t *self, const uint8_t *to, uint64_t id, int32_t status,
                        const void *data, size_t size, const char *error);
 
-static uint64_t s_once_hash(mesh__slice_t path, mesh__slice_t key)
-{
-    return (mesh__routing_hash(path.ptr, path.len) * 0x9E3779B97F4A7C15ull) ^
-           mesh__routing_hash(key.ptr, key.len);
-}
-
-static s_once_t *s_once_find(const mesh_peer_t *self, uint64_t hash, mesh__slice_t path,
-                             mesh__slice_t key)
-{
-    if (!self->once_cap) {
-        return NULL;
-    }
-    for (s_once_t *e = self->once_table[hash & (self->once_cap - 1)]; e; e = e->chain) {
-        if (e->hash == hash && e->plen == path.len && e->klen == key.len &&
-            memcmp(e->text, path.ptr, path.len) == 0 &&
-            (key.len == 0 || memcmp(e->text + e->plen, key.ptr, key.len) == 0)) {
-            return e;
-        }
-    }
-    return NULL;
-}
-
-/*  Unlinks and frees an entry (RUNNING ones only once their run ended). */
-static void s_once_delete(mesh_peer_t *self, s_once_t *e)
-{
-    s_once_t **link = &self->once_table[e->hash & (self->once_cap - 1)];
-    while (*link != e) {
-        link = &(*link)->chain;
-    }
-    *link = e->chain;
-    if (e->done) {
-        if (e->prev) {
-            e->prev->next = e->next;
-        } else {
-            self->once_head = e->next;
-        }
-        if (e->next) {
-            e->next->prev = e->prev;
-        } else {
-            self->once_tail = e->prev;
-        }
-        self->once_bytes -= e->size;
-    }
-    self->nonce--;
-    free(e->data);
-    free(e->waiters);
-    free(e);
-}
-
-/*  Deletes the DONE entries whose retention has passed. */
-static void s_once_purge(mesh_peer_t *self, int64_t now)
-{
-    while (self->once_head && self->once_head->expires <= now) {
-        s_once_delete(self, self->once_head);
-    }
-}
-
-static bool s_once_grow(mesh_peer_t *self)
-{
-    size_t cap = self->once_cap ? self->once_cap * 2 : 64;
-    s_once_t **t = calloc(cap, sizeof *t);
-    if (!t) {
-        return false;
-    }
-    for (size_t i = 0; i < self->once_cap; i++) {
-        s_once_t *e = self->once_table[i];
-        while (e) {
-            s_once_t *next = e->chain;
-            e->chain = t[e->hash & (cap - 1)];
-            t[e->hash & (cap - 1)] = e;
-            e = next;
-        }
-    }
-    free(self->once_table);
-    self->once_table = t;
-    self->once_cap = cap;
-    return true;
-}
-
-/*  A new RUNNING entry, or NULL (out of memory, or the ledger is full of
-    RUNNING entries): the request then runs without one. */
-static s_once_t *s_once_new(mesh_peer_t *self, uint64_t hash, mesh__slice_t path, mesh__slice_t key)
-{
-    while (self->nonce >= MESH_ONCE_ENTRIES_MAX && self->once_head) {
-        s_once_delete(self, self->once_head);
-    }
-    if (self->nonce >= MESH_ONCE_ENTRIES_MAX ||
-        (self->nonce >= self->once_cap && !s_once_grow(self))) {
-        return NULL;
-    }
-    s_once_t *e = calloc(1, sizeof *e + path.len + key.len);
-    if (!e) {
-        return NULL;
-    }
-    e->hash = hash;
-    e->plen = path.len;
-    e->klen = key.len;
-    memcpy(e->text, path.ptr, path.len);
-    if (key.len) {
-        memcpy(e->text + path.len, key.ptr, key.len);
-    }
-    s_once_t **bucket = &self->once_table[hash & (self->once_cap - 1)];
-    e->chain = *bucket;
-    *bucket = e;
-    self->nonce++;
-    return e;
-}
-
 /*  A ONCE call for path (the service's) from a member. True if the ledger
     answered it (a replay) or made it wait on the run under way: the
     handler is not called. False: run it, as the entry *entry (NULL: none,
-    see above). */
+    the ledger is full of runs or out of memory). */
 static bool s_once_admit(mesh_peer_t *self, const mesh__member_t *from, const mesh__env_t *env,
-                         const char *path, s_once_t **entry)
+                         const char *path, mesh__once_entry_t **entry)
 {
-    *entry = NULL;
-    s_once_purge(self, s_now());
-    mesh__slice_t p = {(const uint8_t *)path, strlen(path)};
+    mesh__once_result_t res;
     mesh__slice_t k = env->u.request.key;
-    uint64_t hash = s_once_hash(p, k);
-    s_once_t *e = s_once_find(self, hash, p, k);
-    if (e && e->done) {
+    switch (mesh__once_admit(self->once, path, strlen(path), k.ptr, k.len, mesh__member_uuid(from),
+                             env->u.request.id, s_now(), &res)) {
+    case MESH__ONCE_REPLAY:
         self->stats.once_replayed++;
-        s_reply_to(self, mesh__member_uuid(from), env->u.request.id, 0, e->data, e->size, NULL);
+        s_reply_to(self, mesh__member_uuid(from), env->u.request.id, 0, res.data, res.size, NULL);
         return true;
-    }
-    if (e) {
-        if (e->nwaiters == e->waiters_cap) {
-            size_t cap = e->waiters_cap ? e->waiters_cap * 2 : 4;
-            s_waiter_t *w = realloc(e->waiters, cap * sizeof *w);
-            if (!w) {
-                /* as when the request cannot be allocated: the caller times out */
-                self->stats.envelopes_dropped++;
-                s_debug(self, "out of memory: a repeated once request for %s dropped", path);
-                return true;
-            }
-            e->waiters = w;
-            e->waiters_cap = cap;
-        }
-        s_waiter_t *w = &e->waiters[e->nwaiters++];
-        memcpy(w->uuid, mesh__member_uuid(from), MESH_ZRE_UUID_SIZE);
-        w->id = env->u.request.id;
+    case MESH__ONCE_JOINED:
         self->stats.once_joined++;
         return true;
-    }
-    *entry = s_once_new(self, hash, p, k);
-    if (!*entry) {
+    case MESH__ONCE_DROPPED:
+        /* as when the request cannot be allocated: the caller times out */
+        self->stats.envelopes_dropped++;
+        s_debug(self, "out of memory: a repeated once request for %s dropped", path);
+        return true;
+    case MESH__ONCE_UNTRACKED:
         s_debug(self, "once ledger full or out of memory: %s runs without it", path);
+        *entry = NULL;
+        return false;
+    case MESH__ONCE_RUN:
+    default:
+        *entry = res.entry;
+        return false;
     }
-    return false;
 }
 
 /*  The run of a RUNNING entry ended with this outcome: its waiters get the
-    same reply (if the peer can still send), then a success is kept (DONE)
-    and anything else deletes the entry. */
-static void s_once_finish(mesh_peer_t *self, s_once_t *e, int32_t status, const void *data,
-                          size_t size, const char *error)
+    same reply (if the peer can still send), then the ledger keeps a success
+    (DONE) and deletes the entry on anything else. */
+static void s_once_finish(mesh_peer_t *self, mesh__once_entry_t *e, int32_t status,
+                          const void *data, size_t size, const char *error)
 {
+    mesh__once_waiter_t *waiters;
+    size_t nwaiters;
+    mesh__once_finish(self->once, &e, status, data, size, s_now(), &waiters, &nwaiters);
     bool live = self->running && !self->stopped;
-    for (size_t i = 0; live && i < e->nwaiters; i++) {
-        s_reply_to(self, e->waiters[i].uuid, e->waiters[i].id, status, data, size, error);
+    for (size_t i = 0; live && i < nwaiters; i++) {
+        s_reply_to(self, waiters[i].uuid, waiters[i].id, status, data, size, error);
     }
-    free(e->waiters);
-    e->waiters = NULL;
-    e->nwaiters = e->waiters_cap = 0;
-    uint8_t *copy = NULL;
-    if (status != 0 || size > MESH_ONCE_BYTES_MAX || (size && !(copy = malloc(size)))) {
-        s_once_delete(self, e);
-        return;
-    }
-    if (size) {
-        memcpy(copy, data, size);
-    }
-    while (self->once_bytes + size > MESH_ONCE_BYTES_MAX && self->once_head) {
-        s_once_delete(self, self->once_head);
-    }
-    e->done = true;
-    e->data = copy;
-    e->size = size;
-    e->expires = s_now() + MESH_ONCE_RETENTION_MS;
-    e->next = NULL;
-    e->prev = self->once_tail;
-    if (self->once_tail) {
-        self->once_tail->next = e;
-    } else {
-        self->once_head = e;
-    }
-    self->once_tail = e;
-    self->once_bytes += size;
-}
-
-/*  Frees the whole ledger (the peer's open requests are gone already). */
-static void s_once_free_all(mesh_peer_t *self)
-{
-    for (size_t i = 0; i < self->once_cap; i++) {
-        while (self->once_table[i]) {
-            s_once_t *e = self->once_table[i];
-            self->once_table[i] = e->chain;
-            free(e->data);
-            free(e->waiters);
-            free(e);
-        }
-    }
-    free(self->once_table);
-    self->once_table = NULL;
-    self->once_cap = self->nonce = self->once_bytes = 0;
-    self->once_head = self->once_tail = NULL;
+    free(waiters);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1812,7 +1618,7 @@ static void s_on_request(mesh_peer_t *self, mesh__member_t *from, const mesh__en
         return;
     }
     /* a repeat of a "once" run is answered by the ledger, or waits on the run */
-    s_once_t *once = NULL;
+    mesh__once_entry_t *once = NULL;
     if (is_call && (env->u.request.flags & MESH_REQ_ONCE) && env->u.request.key.ptr &&
         s_once_admit(self, from, env, svc->path, &once)) {
         return;
@@ -1826,7 +1632,8 @@ static void s_on_request(mesh_peer_t *self, mesh__member_t *from, const mesh__en
     if (!req) {
         self->stats.envelopes_dropped++;
         if (once) {
-            s_once_delete(self, once); /* nobody waits on it yet */
+            /* nobody waits on it yet: the entry goes, as after a failed run */
+            s_once_finish(self, once, MESH_ERR_NOMEM, NULL, 0, NULL);
         }
         return;
     }
@@ -2498,7 +2305,7 @@ static void s_free(mesh_peer_t *self)
     while (self->open) {
         s_request_free(self->open);
     }
-    s_once_free_all(self);
+    mesh__once_destroy(&self->once);
     while (self->local_head) {
         s_local_t *l = self->local_head;
         self->local_head = l->next;
