@@ -4,6 +4,14 @@
     bench_taskflow [--pin] [--runs R] [--tasks N] [--calls N] [--raw N]
                    [--window W] [--late-runs R] [--late-tasks M]
                    [--retention-ms MS] [--no-throughput] [--no-lateness]
+                   [--journal MODE] [--journals MODE,...] [--journal-runs R]
+                   [--solo S]
+
+    MODE: memory (no journal), none, meta or full (mesh_taskd_config_t
+    data_dir and journal_sync: MESH_TASK_SYNC_NONE, _META, _FULL). A node
+    that journals gets a fresh directory of its own under $TMPDIR (or
+    /tmp), bench_taskflow-MODE-nI.XXXXXX, removed once its service is
+    destroyed (a bench killed midway leaves them behind).
 
     The cluster. Three peers in one realm, each on a thread of its own with
     its own libev loop (the peer attached to it), each running a task
@@ -56,6 +64,39 @@
        Printed: p50/p99/max lateness of both (negative: early; the service
        counts in whole milliseconds); target p99 <= TF_TARGET_P99_MS ms.
 
+    --journal MODE runs sections 1 and 2 on nodes that journal; --journals
+    runs section 3 in their place.
+
+    3. Journals (--journals, for example memory,none,meta,full; the first
+       mode is the baseline). One cluster per mode, fresh, all alive at
+       the same time (a realm and a beacon port each: they do not see one
+       another), each warmed up with TF_WARMUP_TASKS tasks.
+       Throughput: each of R runs (--journal-runs) measures one tasks block
+       (N tasks, window W, as in section 1) on each cluster, in an order
+       that rotates from run to run, so that the ratios to the baseline are
+       paired. Per block: tasks/s, the submit round trip (mesh_task_submit
+       to its reply: the owner answers once the replica has answered its
+       put, and a service's replies of a loop turn go after the turn's
+       commit) p50/p99 under the window, each node's journal commits
+       (mesh_taskd_stats_t.journal_commits) and the time of its loop thread
+       on a CPU and waiting for one (/proc/self/task/TID/schedstat; the rest
+       it was asleep: in a flush, or with nothing to do), summed into the
+       time per commit. Then, on each cluster, S tasks (--solo) submitted
+       one at a time, the next once the last has been answered and has run:
+       the submit round trip where the commits on its way (the owner's, then
+       the replica's) serve it alone.
+       Lateness (--late-runs, tools/bench gives 1): section 2's block on
+       each cluster in turn, for the submit round trip of countdown tasks
+       (the figure section 2 prints) and their lateness.
+       Baseline of a flush, measured first in the same run on the file
+       system of the journals: a 4 KiB block written at the end of a file
+       (or over its first block), then fdatasync, p50/p99. A FULL commit
+       flushes twice (LMDB: the data pages, then the meta page), META once,
+       NONE never; a commit flushes every page it wrote (the B-tree pages
+       its puts touched: task ids are random), so it takes longer than the
+       baseline. The time in the flushes themselves, per thread (calls,
+       mean): perf trace -s -e fdatasync bench_taskflow --journals ...
+
     Every run prints its figures, then the medians of runs, their spread
     and the ratios of the medians. The 2 vCPUs are shared by 3 loop
     threads, 3 libzmq I/O threads and whatever else the machine runs: the
@@ -71,6 +112,8 @@
 
 #include <errno.h>
 #include <ev.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdatomic.h>
@@ -78,7 +121,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench_util.h"
 #include "raw_zmq.h"
@@ -119,6 +166,18 @@
 #define TF_EVASIVE_MS      600000
 #define TF_EXPIRED_MS      1200000
 #define TF_PING_TIMEOUT_MS 600000
+/*  Journals (section 3). */
+#define TF_DEFAULT_JOURNAL_RUNS 3
+#define TF_DEFAULT_SOLO         200
+#define TF_SOLO_MAX             100000
+#define TF_PATH_MAX             512
+#define TF_DEFAULT_TMPDIR       "/tmp"
+#define TF_FLUSH_BLOCK          4096 /* bytes written before each fdatasync of the baseline */
+#define TF_FLUSH_SAMPLES        200
+#define TF_FULL_FLUSHES         2 /* per MESH_TASK_SYNC_FULL commit (LMDB: data, then meta) */
+#define TF_NFTW_FDS             16
+#define TF_PORT_TRIES           16         /* for a beacon port no other cluster has */
+#define TF_TMPFS_MAGIC          0x01021994 /* statfs f_type: flushes cost nothing there */
 
 /*  What every request to TF_PATH carries (TF_SIZE bytes). */
 typedef enum { TF_KIND_NONE, TF_KIND_TASK, TF_KIND_CALL, TF_KIND_LATE, TF_KINDS } tf_kind_t;
@@ -128,7 +187,16 @@ typedef struct {
     int64_t due_ns; /* TF_KIND_LATE: intended due, bench_now_ns() clock */
 } tf_payload_t;
 
-typedef enum { TF_IDLE, TF_TASKS, TF_CALLS, TF_REMOTE, TF_LATE } tf_mode_t;
+typedef enum { TF_IDLE, TF_TASKS, TF_CALLS, TF_REMOTE, TF_LATE, TF_SOLO } tf_mode_t;
+
+/*  What the task services of a cluster do with their tasks (--journal). */
+typedef enum { TF_J_MEMORY, TF_J_NONE, TF_J_META, TF_J_FULL, TF_JOURNALS } tf_journal_t;
+static const char *const s_journals[TF_JOURNALS] = {"memory", "none", "meta", "full"};
+static const mesh_task_sync_t s_syncs[TF_JOURNALS] = {
+    [TF_J_NONE] = MESH_TASK_SYNC_NONE,
+    [TF_J_META] = MESH_TASK_SYNC_META,
+    [TF_J_FULL] = MESH_TASK_SYNC_FULL, /* TF_J_MEMORY: no data_dir */
+};
 
 /*  The states mesh_taskd_count knows (mesh/tasks.h, mesh_task_status_t). */
 enum {
@@ -151,6 +219,7 @@ typedef struct {
     tf_bench_t *bench;
     pthread_t thread;
     bool thread_started;
+    pid_t tid; /* the thread's, for /proc/self/task/TID/schedstat */
     struct ev_loop *loop;
     mesh_peer_t *peer;
     mesh_taskd_t *taskd;
@@ -167,7 +236,16 @@ typedef struct {
     bool ready, quorum;
     size_t counts[TF_STATES]; /* mesh_taskd_count by s_states[] */
     size_t held;
+    uint64_t journal_commits, journal_errors; /* mesh_taskd_stats */
+    char data_dir[TF_PATH_MAX];               /* the node's journal; "": memory only */
 } tf_node_t;
+
+/*  A submit of TF_TASKS or TF_SOLO, for its round trip. */
+typedef struct {
+    tf_bench_t *bench;
+    uint32_t index;
+    int64_t t0; /* when mesh_task_submit was called */
+} tf_sub_t;
 
 /*  One ev_timer of the lateness baseline. */
 typedef struct {
@@ -184,6 +262,11 @@ struct tf_bench {
     char realm[64];
     long window;
     long retention_ms;
+    tf_journal_t journal;
+    const char *tmpdir; /* where the nodes' journal directories go */
+    uint32_t sub_cap;   /* slots in subs, sub_ns (set before any thread) */
+    tf_sub_t *subs;
+    int64_t *sub_ns; /* TF_TASKS, TF_SOLO: the submit's round trip, by slot */
     /* handlers, any node's thread */
     atomic_long task_runs;
     atomic_long late_runs;
@@ -357,7 +440,7 @@ static void s_on_submitted(mesh_peer_t *peer, int status, const char *id, const 
 static void s_on_late_submitted(mesh_peer_t *peer, int status, const char *id, const char *error,
                                 void *arg);
 
-/*  TF_TASKS: arg is b; TF_LATE: the slot's tf_timer_t. */
+/*  TF_TASKS, TF_SOLO: arg is the slot's tf_sub_t; TF_LATE: its tf_timer_t. */
 static int s_submit(tf_bench_t *b, const tf_payload_t *p, int64_t countdown_ms, void *arg)
 {
     mesh_task_opts_t o = {.countdown_ms = countdown_ms};
@@ -371,18 +454,48 @@ static int s_submit(tf_bench_t *b, const tf_payload_t *p, int64_t countdown_ms, 
     return 0;
 }
 
+/*  TF_TASKS, TF_SOLO: submits the next task (countdown 0), its round trip
+    timed in its slot. */
+static int s_submit_task(tf_bench_t *b)
+{
+    if (b->sent >= (long)b->sub_cap) {
+        s_fail(b, MESH_ERR_INVAL, "more submits than slots");
+        return -1;
+    }
+    tf_payload_t p = {.kind = TF_KIND_TASK};
+    tf_sub_t *sub = &b->subs[b->sent];
+    sub->bench = b;
+    sub->index = (uint32_t)b->sent;
+    sub->t0 = (int64_t)bench_now_ns();
+    return s_submit(b, &p, 0, sub);
+}
+
 /*  TF_TASKS: keeps the window full (submitted, handler not yet run). */
 static void s_tasks_fill(tf_bench_t *b)
 {
-    tf_payload_t p = {.kind = TF_KIND_TASK};
     while (b->mode == TF_TASKS && b->sent < b->target &&
            b->sent - atomic_load(&b->task_runs) < b->window) {
-        if (s_submit(b, &p, 0, b) != 0) {
+        if (s_submit_task(b) != 0) {
             return;
         }
     }
     if (b->mode == TF_TASKS && b->acked == b->target && atomic_load(&b->task_runs) >= b->target) {
         s_phase_end(b, 0);
+    }
+}
+
+/*  TF_SOLO: one task at a time, the next once the last has been answered
+    and its handler has run. */
+static void s_solo_fill(tf_bench_t *b)
+{
+    if (b->mode != TF_SOLO) {
+        return;
+    }
+    long runs = atomic_load(&b->task_runs);
+    if (b->acked == b->target && runs >= b->target) {
+        s_phase_end(b, 0);
+    } else if (b->sent < b->target && b->acked == b->sent && runs >= b->sent) {
+        s_submit_task(b);
     }
 }
 
@@ -434,12 +547,18 @@ static void s_late_fill(tf_bench_t *b)
 
 static void s_submitted(tf_bench_t *b, int status, const char *error);
 
+/*  TF_TASKS, TF_SOLO: records the submit's round trip. */
 static void s_on_submitted(mesh_peer_t *peer, int status, const char *id, const char *error,
                            void *arg)
 {
     (void)peer;
     (void)id;
-    s_submitted(arg, status, error);
+    tf_sub_t *sub = arg;
+    tf_bench_t *b = sub->bench;
+    if (b->mode == TF_TASKS || b->mode == TF_SOLO) {
+        b->sub_ns[sub->index] = (int64_t)bench_now_ns() - sub->t0;
+    }
+    s_submitted(b, status, error);
 }
 
 /*  TF_LATE: records the submit's round trip. */
@@ -470,6 +589,8 @@ static void s_submitted(tf_bench_t *b, int status, const char *error)
     b->acked++;
     if (b->mode == TF_TASKS) {
         s_tasks_fill(b);
+    } else if (b->mode == TF_SOLO) {
+        s_solo_fill(b);
     } else if (b->mode == TF_LATE) {
         s_late_fill(b);
         s_late_check(b);
@@ -483,6 +604,8 @@ static void s_on_kick(struct ev_loop *loop, ev_async *w, int revents)
     tf_bench_t *b = ((tf_node_t *)w->data)->bench;
     if (b->mode == TF_TASKS) {
         s_tasks_fill(b);
+    } else if (b->mode == TF_SOLO) {
+        s_solo_fill(b);
     } else if (b->mode == TF_LATE) {
         s_late_check(b);
     }
@@ -537,6 +660,9 @@ static void s_phase_start(mesh_peer_t *peer, void *arg)
     switch (b->mode) {
     case TF_TASKS:
         s_tasks_fill(b);
+        break;
+    case TF_SOLO:
+        s_solo_fill(b);
         break;
     case TF_CALLS:
     case TF_REMOTE:
@@ -657,6 +783,10 @@ static void s_probe_counts(tf_node_t *n)
         n->counts[s] = mesh_taskd_count(n->taskd, s_states[s]);
     }
     n->held = mesh_taskd_count(n->taskd, NULL);
+    mesh_taskd_stats_t st;
+    mesh_taskd_stats(n->taskd, &st);
+    n->journal_commits = st.journal_commits;
+    n->journal_errors = st.journal_errors;
 }
 
 static void s_node_stop(tf_node_t *n)
@@ -690,6 +820,7 @@ static void *s_node_main(void *arg)
 {
     tf_node_t *n = arg;
     tf_bench_t *b = n->bench;
+    n->tid = (pid_t)syscall(SYS_gettid);
     char name[16];
     snprintf(name, sizeof name, "tf%d", n->index);
     mesh_config_t c;
@@ -721,6 +852,10 @@ static void *s_node_main(void *arg)
         tc.loop = n->loop;
         tc.startup_grace_ms = -1; /* start at once: discovery is awaited below */
         tc.retention_ms = b->retention_ms;
+        if (n->data_dir[0]) {
+            tc.data_dir = n->data_dir;
+            tc.journal_sync = s_syncs[b->journal];
+        }
         n->taskd = mesh_taskd_new(n->peer, &tc);
         rc = n->taskd ? 0 : MESH_ERR_NOMEM;
     }
@@ -744,12 +879,48 @@ static void *s_node_main(void *arg)
     return NULL;
 }
 
+static int s_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/*  The node's journal directory, fresh (b->journal other than memory). */
+static int s_data_dir_make(tf_bench_t *b, tf_node_t *n)
+{
+    int len = snprintf(n->data_dir, sizeof n->data_dir, "%s/bench_taskflow-%s-n%d.XXXXXX",
+                       b->tmpdir, s_journals[b->journal], n->index);
+    if (len < 0 || (size_t)len >= sizeof n->data_dir || !mkdtemp(n->data_dir)) {
+        fprintf(stderr, "bench_taskflow: cannot make a journal directory under %s: %s\n", b->tmpdir,
+                strerror(errno));
+        n->data_dir[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+/*  Removes the node's journal directory and what LMDB left in it. */
+static void s_data_dir_remove(tf_node_t *n)
+{
+    if (n->data_dir[0]) {
+        if (nftw(n->data_dir, s_rm, TF_NFTW_FDS, FTW_DEPTH | FTW_PHYS) != 0) {
+            fprintf(stderr, "bench_taskflow: cannot remove %s: %s\n", n->data_dir, strerror(errno));
+        }
+        n->data_dir[0] = '\0';
+    }
+}
+
 static int s_nodes_start(tf_bench_t *b)
 {
     for (int i = 0; i < TF_NODES; i++) {
         tf_node_t *n = &b->nodes[i];
         n->index = i;
         n->bench = b;
+        if (b->journal != TF_J_MEMORY && s_data_dir_make(b, n) != 0) {
+            return -1;
+        }
         sem_init(&n->started, 0, 0);
         if (pthread_create(&n->thread, NULL, s_node_main, n) != 0) {
             return -1;
@@ -783,6 +954,7 @@ static void s_nodes_stop(tf_bench_t *b)
             n->thread_started = false;
         }
         sem_destroy(&n->started);
+        s_data_dir_remove(n); /* the thread has closed the journal */
     }
 }
 
@@ -822,7 +994,42 @@ static int s_discovery(tf_bench_t *b, double *ms)
 typedef struct {
     size_t succeeded, failed, expired, held;
     size_t counts[TF_STATES];
+    uint64_t commits[TF_NODES]; /* journal commits, by node */
+    uint64_t journal_errors;    /* the 3 nodes summed */
 } tf_counts_t;
+
+/*  What a tasks block used: journal commits and CPU time. The rest of a
+    loop thread's time it was asleep: in a flush, or with nothing to do. */
+typedef struct {
+    uint64_t commits[TF_NODES];
+    double cpu_s[TF_NODES];  /* each node's loop thread, on a CPU */
+    double runq_s[TF_NODES]; /* each node's loop thread, runnable, waiting for a CPU */
+    double process_cpu_s;    /* every thread of the process, on a CPU */
+} tf_usage_t;
+
+/*  The CPU time of each node's loop thread (on a CPU, and waiting for one:
+    /proc/self/task/TID/schedstat; 0 where unreadable) and of the process
+    so far. */
+static void s_cpu_read(tf_bench_t *b, tf_usage_t *u)
+{
+    for (int i = 0; i < TF_NODES; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/task/%d/schedstat", (int)b->nodes[i].tid);
+        unsigned long long run = 0, wait = 0;
+        FILE *f = b->nodes[i].thread_started ? fopen(path, "r") : NULL;
+        if (f) {
+            if (fscanf(f, "%llu %llu", &run, &wait) != 2) {
+                run = wait = 0;
+            }
+            fclose(f);
+        }
+        u->cpu_s[i] = (double)run / 1e9;
+        u->runq_s[i] = (double)wait / 1e9;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    u->process_cpu_s = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static void s_counts(tf_bench_t *b, tf_counts_t *c)
 {
@@ -834,6 +1041,8 @@ static void s_counts(tf_bench_t *b, tf_counts_t *c)
             c->counts[s] += n->counts[s];
         }
         c->held += n->held;
+        c->commits[i] = n->journal_commits;
+        c->journal_errors += n->journal_errors;
     }
     c->succeeded = c->counts[TF_SUCCEEDED];
     c->failed = c->counts[TF_FAILED];
@@ -854,11 +1063,16 @@ static size_t s_active(const tf_counts_t *c)
     purge final tasks too, where counting SUCCEEDED would not). With the
     default retention (nothing purged), also checks that every holder of
     every task holds it SUCCEEDED. *held: tasks held before the block, the
-    3 services summed. 0 or -1. */
-static int s_tasks_block(tf_bench_t *b, long n, double *to_runs, double *to_final, size_t *held)
+    3 services summed. use (may be NULL): the journal commits and CPU
+    time from the start of the block to its end. 0 or -1. */
+static int s_tasks_block(tf_bench_t *b, long n, double *to_runs, double *to_final, size_t *held,
+                         tf_usage_t *use)
 {
     tf_counts_t before, after;
     s_counts(b, &before);
+    tf_usage_t cpu0, cpu1;
+    memset(&cpu1, 0, sizeof cpu1);
+    s_cpu_read(b, &cpu0);
     *held = before.held;
     atomic_store(&b->task_runs, 0);
     if (s_phase(b, TF_TASKS, n, to_runs) != 0) {
@@ -869,6 +1083,7 @@ static int s_tasks_block(tf_bench_t *b, long n, double *to_runs, double *to_fina
         double s = (double)(bench_now_ns() - b->t_start) / 1e9;
         if (s_active(&after) == 0) {
             *to_final = s;
+            s_cpu_read(b, &cpu1);
             break;
         }
         if (s - *to_runs > TF_SETTLE_TIMEOUT_S) {
@@ -893,6 +1108,26 @@ static int s_tasks_block(tf_bench_t *b, long n, double *to_runs, double *to_fina
                 want - before.succeeded);
         return -1;
     }
+    for (int i = 0; use && i < TF_NODES; i++) {
+        use->commits[i] = after.commits[i] - before.commits[i];
+        use->cpu_s[i] = cpu1.cpu_s[i] - cpu0.cpu_s[i];
+        use->runq_s[i] = cpu1.runq_s[i] - cpu0.runq_s[i];
+    }
+    if (use) {
+        use->process_cpu_s = cpu1.process_cpu_s - cpu0.process_cpu_s;
+    }
+    return 0;
+}
+
+/*  S tasks one at a time: fills solo with their submit round trips. */
+static int s_solo_block(tf_bench_t *b, long m, tf_late_t *solo)
+{
+    atomic_store(&b->task_runs, 0);
+    double s;
+    if (s_phase(b, TF_SOLO, m, &s) != 0) {
+        return -1;
+    }
+    s_late_summarize(b->sub_ns, (size_t)m, solo);
     return 0;
 }
 
@@ -947,72 +1182,189 @@ static void s_usage(void)
     fprintf(stderr,
             "usage: bench_taskflow [--pin] [--runs R] [--tasks N] [--calls N] [--raw N]\n"
             "                      [--window W] [--late-runs R] [--late-tasks M]\n"
-            "                      [--retention-ms MS] [--no-throughput] [--no-lateness]\n");
+            "                      [--retention-ms MS] [--no-throughput] [--no-lateness]\n"
+            "                      [--journal MODE] [--journals MODE,...] [--journal-runs R]\n"
+            "                      [--solo S]\n"
+            "       MODE: memory, none, meta or full\n");
 }
 
 enum { TF_S_TASKS, TF_S_CALLS, TF_S_REMOTE, TF_S_RAW, TF_SERIES };
 
-int main(int argc, char **argv)
+typedef struct {
+    long runs, tasks, calls, raw_n, window, late_runs, late_tasks, retention_ms;
+    bool pin, do_tp, do_late;
+    tf_journal_t journal;               /* sections 1 and 2 */
+    tf_journal_t journals[TF_JOURNALS]; /* section 3, the first one the baseline */
+    size_t njournals;
+    long journal_runs, solo;
+    const char *tmpdir;
+    const char *placement;
+} tf_opts_t;
+
+/*  A journal mode by name: 0, or -1 if there is none. */
+static int s_journal_parse(const char *name, size_t len, tf_journal_t *out)
 {
-    long runs = TF_DEFAULT_RUNS, tasks = TF_DEFAULT_TASKS, calls = TF_DEFAULT_CALLS;
-    long raw_n = TF_DEFAULT_RAW, window = TF_DEFAULT_WINDOW;
-    long late_runs = TF_DEFAULT_LATE_RUNS, late_tasks = TF_DEFAULT_LATE_TASKS;
-    long retention_ms = 0;
-    bool pin = false, do_tp = true, do_late = true;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--pin") == 0) {
-            pin = true;
-        } else if (strcmp(argv[i], "--no-throughput") == 0) {
-            do_tp = false;
-        } else if (strcmp(argv[i], "--no-lateness") == 0) {
-            do_late = false;
-        } else if (bench_arg_int(argc, argv, &i, "--runs", &runs) ||
-                   bench_arg_int(argc, argv, &i, "--tasks", &tasks) ||
-                   bench_arg_int(argc, argv, &i, "--calls", &calls) ||
-                   bench_arg_int(argc, argv, &i, "--raw", &raw_n) ||
-                   bench_arg_int(argc, argv, &i, "--window", &window) ||
-                   bench_arg_int(argc, argv, &i, "--late-runs", &late_runs) ||
-                   bench_arg_int(argc, argv, &i, "--late-tasks", &late_tasks) ||
-                   bench_arg_int(argc, argv, &i, "--retention-ms", &retention_ms)) {
-            continue;
-        } else {
-            s_usage();
-            return 2;
+    for (int j = 0; j < TF_JOURNALS; j++) {
+        if (strlen(s_journals[j]) == len && strncmp(name, s_journals[j], len) == 0) {
+            *out = (tf_journal_t)j;
+            return 0;
         }
     }
-    if (runs < 1 || runs > TF_RUNS_MAX || late_runs < 1 || late_runs > TF_RUNS_MAX || tasks < 1 ||
-        calls < 1 || raw_n < 1 || raw_n > INT32_MAX || window < 1 || window > INT32_MAX ||
-        late_tasks < 1 || late_tasks > TF_LATE_TASKS_MAX || retention_ms < 0 ||
-        (!do_tp && !do_late)) {
-        fprintf(stderr,
-                "bench_taskflow: runs 1..%d, counts >= 1, late tasks <= %d, retention >= 0, not "
-                "both --no-*\n",
-                TF_RUNS_MAX, TF_LATE_TASKS_MAX);
-        return 2;
+    return -1;
+}
+
+/*  "memory,none,full": each mode once. 0 or -1. */
+static int s_journals_parse(const char *list, tf_opts_t *o)
+{
+    o->njournals = 0;
+    for (const char *p = list;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        tf_journal_t j;
+        if (o->njournals == TF_JOURNALS || s_journal_parse(p, len, &j) != 0) {
+            return -1;
+        }
+        for (size_t k = 0; k < o->njournals; k++) {
+            if (o->journals[k] == j) {
+                return -1;
+            }
+        }
+        o->journals[o->njournals++] = j;
+        if (!comma) {
+            return 0;
+        }
+        p = comma + 1;
     }
-    /*  Before any thread exists, so that every later thread inherits it. */
-    if (pin && bench_pin_process(0) != 0) {
-        fprintf(stderr, "bench_taskflow: cannot pin to CPU 0\n");
-        return 1;
+}
+
+static const char *s_fs_name(const char *dir)
+{
+    struct statfs sf;
+    if (statfs(dir, &sf) != 0) {
+        return "?";
     }
-    const char *placement = pin ? "pinned (CPU 0)" : "free";
+    switch ((unsigned long)sf.f_type) {
+    case 0xEF53:
+        return "ext4";
+    case TF_TMPFS_MAGIC:
+        return "tmpfs: flushes cost nothing there";
+    case 0x58465342:
+        return "xfs";
+    case 0x9123683E:
+        return "btrfs";
+    default:
+        return "other";
+    }
+}
+
+/*  A cluster's state before its nodes start; ports[0..nports) are other
+    clusters' beacon ports. 0 or -1 (s_bench_free frees what was made). */
+static int s_bench_init(tf_bench_t *b, const tf_opts_t *o, tf_journal_t journal,
+                        const uint16_t *ports, size_t nports)
+{
+    b->window = o->window;
+    b->retention_ms = o->retention_ms;
+    b->journal = journal;
+    b->tmpdir = o->tmpdir;
+    b->xs = TF_SEED;
+    sem_init(&b->phase_done, 0, 0);
+    for (int tries = 0; tries < TF_PORT_TRIES && b->beacon_port == 0; tries++) {
+        b->beacon_port = bench_free_udp_port();
+        for (size_t k = 0; k < nports; k++) {
+            b->beacon_port = b->beacon_port == ports[k] ? 0 : b->beacon_port;
+        }
+    }
+    snprintf(b->realm, sizeof b->realm, "bench-taskflow-%d-%u", (int)getpid(), b->beacon_port);
+    b->late_ns = calloc((size_t)o->late_tasks, sizeof *b->late_ns);
+    b->timer_ns = calloc((size_t)o->late_tasks, sizeof *b->timer_ns);
+    b->timers = calloc((size_t)o->late_tasks, sizeof *b->timers);
+    b->submit_ns = calloc((size_t)o->late_tasks, sizeof *b->submit_ns);
+    b->late_cap = (uint32_t)o->late_tasks;
+    long subs = o->tasks > TF_WARMUP_TASKS ? o->tasks : TF_WARMUP_TASKS;
+    subs = o->solo > subs ? o->solo : subs;
+    b->subs = calloc((size_t)subs, sizeof *b->subs);
+    b->sub_ns = calloc((size_t)subs, sizeof *b->sub_ns);
+    b->sub_cap = (uint32_t)subs;
+    if (!b->late_ns || !b->timer_ns || !b->timers || !b->submit_ns || !b->subs || !b->sub_ns ||
+        b->beacon_port == 0) {
+        return -1;
+    }
+    return 0;
+}
+
+/*  After s_nodes_stop. */
+static void s_bench_free(tf_bench_t *b)
+{
+    sem_destroy(&b->phase_done);
+    free(b->late_ns);
+    free(b->timer_ns);
+    free(b->timers);
+    free(b->submit_ns);
+    free(b->subs);
+    free(b->sub_ns);
+}
+
+/*  The header line of a cluster that journals. */
+static void s_print_journal(const tf_bench_t *b)
+{
+    if (b->journal != TF_J_MEMORY) {
+        printf("# journal: %s (sync mode), a fresh directory per node under %s (%s)\n",
+               s_journals[b->journal], b->tmpdir, s_fs_name(b->tmpdir));
+    }
+}
+
+/*  The flush baseline: n times a TF_FLUSH_BLOCK write (appended, or over
+    the first block) then fdatasync, in a file of a fresh directory under
+    tmpdir. 0 or -1. */
+static int s_flush_floor(const char *tmpdir, bool append, int n, tf_late_t *out)
+{
+    char dir[TF_PATH_MAX], path[TF_PATH_MAX + 16];
+    int len = snprintf(dir, sizeof dir, "%s/bench_taskflow-flush.XXXXXX", tmpdir);
+    if (len < 0 || (size_t)len >= sizeof dir || !mkdtemp(dir)) {
+        fprintf(stderr, "bench_taskflow: cannot make a directory under %s: %s\n", tmpdir,
+                strerror(errno));
+        return -1;
+    }
+    snprintf(path, sizeof path, "%s/flush", dir);
+    int64_t *ns = calloc((size_t)n, sizeof *ns);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int rc = ns && fd >= 0 ? 0 : -1;
+    static uint8_t block[TF_FLUSH_BLOCK];
+    for (int i = 0; rc == 0 && i < n; i++) {
+        memset(block, i & 0xff, sizeof block);
+        off_t at = append ? (off_t)i * TF_FLUSH_BLOCK : 0;
+        uint64_t t0 = bench_now_ns();
+        if (pwrite(fd, block, sizeof block, at) != (ssize_t)sizeof block || fdatasync(fd) != 0) {
+            fprintf(stderr, "bench_taskflow: write+fdatasync in %s: %s\n", dir, strerror(errno));
+            rc = -1;
+        }
+        ns[i] = (int64_t)(bench_now_ns() - t0);
+    }
+    if (rc == 0) {
+        s_late_summarize(ns, (size_t)n, out);
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    free(ns);
+    nftw(dir, s_rm, TF_NFTW_FDS, FTW_DEPTH | FTW_PHYS);
+    return rc;
+}
+
+/*  Sections 1 and 2 on one cluster (o->journal). 0, or 1 on a failure. */
+static int s_main_section(const tf_opts_t *o)
+{
+    long runs = o->runs, tasks = o->tasks, calls = o->calls, raw_n = o->raw_n;
+    long window = o->window, late_runs = o->late_runs, late_tasks = o->late_tasks;
+    long retention_ms = o->retention_ms;
+    bool do_tp = o->do_tp, do_late = o->do_late;
+    const char *placement = o->placement;
 
     static tf_bench_t bench;
     tf_bench_t *b = &bench;
-    b->window = window;
-    b->retention_ms = retention_ms;
-    b->beacon_port = bench_free_udp_port();
-    b->xs = TF_SEED;
-    snprintf(b->realm, sizeof b->realm, "bench-taskflow-%d-%u", (int)getpid(), b->beacon_port);
-    sem_init(&b->phase_done, 0, 0);
-    b->late_ns = calloc((size_t)late_tasks, sizeof *b->late_ns);
-    b->timer_ns = calloc((size_t)late_tasks, sizeof *b->timer_ns);
-    b->timers = calloc((size_t)late_tasks, sizeof *b->timers);
-    b->submit_ns = calloc((size_t)late_tasks, sizeof *b->submit_ns);
-    b->late_cap = (uint32_t)late_tasks;
     int status = 1;
     bench_raw_echo_t *raw = NULL;
-    if (!b->late_ns || !b->timer_ns || !b->timers || !b->submit_ns || b->beacon_port == 0) {
+    if (s_bench_init(b, o, o->journal, NULL, 0) != 0) {
         goto done;
     }
     char retention[64];
@@ -1028,6 +1380,7 @@ int main(int argc, char **argv)
            TF_NODES, placement, b->beacon_port, runs, tasks, MESH_TASK_DEFAULT_REPLICAS, calls,
            calls, raw_n, window, TF_SIZE, late_runs, late_tasks, TF_LATE_MIN_MS, TF_LATE_MAX_MS,
            retention);
+    s_print_journal(b);
     fflush(stdout);
 
     if (s_nodes_start(b) != 0) {
@@ -1062,7 +1415,7 @@ int main(int argc, char **argv)
         size_t h;
         if (s_calls_block(b, false, TF_WARMUP_CALLS, &s1) != 0 ||
             s_calls_block(b, true, TF_WARMUP_CALLS, &s1) != 0 ||
-            s_tasks_block(b, TF_WARMUP_TASKS, &s1, &s2, &h) != 0 ||
+            s_tasks_block(b, TF_WARMUP_TASKS, &s1, &s2, &h, NULL) != 0 ||
             bench_raw_echo_pipelined(raw, TF_SIZE, (int)window, TF_WARMUP_RAW, &rr) != 0) {
             goto stop;
         }
@@ -1079,7 +1432,7 @@ int main(int argc, char **argv)
             double s = 0, s_final = 0;
             int rc = 0;
             if (k == TF_S_TASKS) {
-                rc = s_tasks_block(b, tasks, &s, &s_final, &held[r]);
+                rc = s_tasks_block(b, tasks, &s, &s_final, &held[r], NULL);
                 rate[k][r] = (double)tasks / s_final;
                 to_runs_rate[r] = (double)tasks / s;
             } else if (k == TF_S_CALLS || k == TF_S_REMOTE) {
@@ -1195,6 +1548,12 @@ int main(int argc, char **argv)
             printf("%s%s %zu", s ? ", " : "", s_states[s], c.counts[s]);
         }
         printf("); stray handler runs %ld\n", atomic_load(&b->stray_runs));
+        if (b->journal != TF_J_MEMORY) {
+            printf("journal %s: commits on node 0/1/2 %llu/%llu/%llu, failed commits %llu\n",
+                   s_journals[b->journal], (unsigned long long)c.commits[0],
+                   (unsigned long long)c.commits[1], (unsigned long long)c.commits[2],
+                   (unsigned long long)c.journal_errors);
+        }
     }
     status = 0;
 
@@ -1208,10 +1567,376 @@ done:
         printf("teardown (mesh_taskd_destroy hands every held task off): %.0f ms\n",
                (double)(bench_now_ns() - t0) / 1e6);
     }
-    sem_destroy(&b->phase_done);
-    free(b->late_ns);
-    free(b->timer_ns);
-    free(b->timers);
-    free(b->submit_ns);
+    s_bench_free(b);
     return status;
+}
+
+/*  A cluster of section 3 and its figures. */
+typedef struct {
+    tf_bench_t bench;
+    bool made;                                     /* s_bench_init called */
+    double rate[TF_RUNS_MAX];                      /* tasks/s, to the end of the block */
+    double rtt50[TF_RUNS_MAX], rtt99[TF_RUNS_MAX]; /* submit round trips in the block, ms */
+    size_t held[TF_RUNS_MAX];                      /* before the block, 3 services */
+    tf_usage_t use;                                /* the measured blocks, summed */
+    double seconds;                                /* the measured blocks, summed */
+    tf_late_t solo;                                /* submit round trip, one at a time */
+    tf_late_t late[TF_RUNS_MAX], timer[TF_RUNS_MAX], submit[TF_RUNS_MAX];
+} tf_cluster_t;
+
+/*  Section 3, the figures of the journaled clusters: CPU time and commits. */
+static void s_journal_usage(const tf_opts_t *o, const tf_cluster_t *cl, const tf_late_t *fl_append,
+                            const tf_late_t *fl_over)
+{
+    long cpus = o->pin ? 1 : sysconf(_SC_NPROCESSORS_ONLN);
+    for (size_t j = 0; j < o->njournals; j++) {
+        const tf_cluster_t *c = &cl[j];
+        printf("CPU in the blocks %-6s: loop threads of node 0/1/2 on a CPU",
+               s_journals[o->journals[j]]);
+        for (int i = 0; i < TF_NODES; i++) {
+            printf("%s%.0f%%", i ? "/" : " ", 100.0 * c->use.cpu_s[i] / c->seconds);
+        }
+        printf(", waiting for one");
+        for (int i = 0; i < TF_NODES; i++) {
+            printf("%s%.0f%%", i ? "/" : " ", 100.0 * c->use.runq_s[i] / c->seconds);
+        }
+        printf(", asleep");
+        for (int i = 0; i < TF_NODES; i++) {
+            double asleep = c->seconds - c->use.cpu_s[i] - c->use.runq_s[i];
+            printf("%s%.0f%%", i ? "/" : " ", 100.0 * asleep / c->seconds);
+        }
+        printf(" of the block time; every thread of the process on a CPU %.0f%% (of %ld CPUs: "
+               "%.0f%%)\n",
+               100.0 * c->use.process_cpu_s / c->seconds, cpus, 100.0 * (double)cpus);
+    }
+    for (size_t j = 0; j < o->njournals; j++) {
+        const tf_cluster_t *c = &cl[j];
+        tf_journal_t mode = o->journals[j];
+        if (mode == TF_J_MEMORY) {
+            continue;
+        }
+        uint64_t total = 0;
+        printf("journal %-4s commits in the blocks (%.2f s), node 0/1/2:", s_journals[mode],
+               c->seconds);
+        for (int i = 0; i < TF_NODES; i++) {
+            total += c->use.commits[i];
+            printf("%s%llu", i ? "/" : " ", (unsigned long long)c->use.commits[i]);
+        }
+        printf(" (%.2f per task)\n", (double)total / (double)(o->journal_runs * o->tasks));
+        static const char *const what[4] = {"block time", "= loop thread on a CPU",
+                                            "+ waiting for a CPU",
+                                            "+ asleep (in a flush, or nothing to do)"};
+        double per[4][TF_NODES];
+        for (int i = 0; i < TF_NODES; i++) {
+            double k = c->use.commits[i] ? (double)c->use.commits[i] / 1e3 : 1e-3;
+            per[0][i] = c->seconds / k;
+            per[1][i] = c->use.cpu_s[i] / k;
+            per[2][i] = c->use.runq_s[i] / k;
+            per[3][i] = per[0][i] - per[1][i] - per[2][i];
+        }
+        printf("  per commit, ms, node 0/1/2:");
+        for (int w = 0; w < 4; w++) {
+            printf(" %s %.3f/%.3f/%.3f", what[w], per[w][0], per[w][1], per[w][2]);
+        }
+        printf("\n");
+        int flushes = mode == TF_J_FULL ? TF_FULL_FLUSHES : mode == TF_J_META ? 1 : 0;
+        if (flushes > 0) {
+            printf("  %d flush(es) per commit at the baseline's p50: %.3f ms (4 KiB appended), "
+                   "%.3f ms (over); a commit flushes every page it wrote\n",
+                   flushes, flushes * fl_append->p50, flushes * fl_over->p50);
+        }
+    }
+}
+
+/*  Section 3: one cluster per mode of o->journals, tasks blocks in turn.
+    0, or 1 on a failure. */
+static int s_journal_section(const tf_opts_t *o)
+{
+    static tf_cluster_t cl[TF_JOURNALS];
+    size_t nj = o->njournals;
+    long runs = o->journal_runs, tasks = o->tasks, window = o->window;
+    long late_runs = o->late_runs;
+    const char *base = s_journals[o->journals[0]];
+    int status = 1;
+    char modes[64] = "";
+    for (size_t j = 0; j < nj; j++) {
+        snprintf(modes + strlen(modes), sizeof modes - strlen(modes), "%s%s", j ? ", " : "",
+                 s_journals[o->journals[j]]);
+    }
+    char retention[64];
+    snprintf(retention, sizeof retention, o->retention_ms ? "%ld ms" : "the default (1 h)",
+             o->retention_ms);
+    printf("# task service with journals: one cluster of %d nodes per mode (%s) in one process, "
+           "tcp loopback, placement: %s; baseline: %s; journal directories under %s (%s)\n",
+           TF_NODES, modes, o->placement, base, o->tmpdir, s_fs_name(o->tmpdir));
+    if (o->do_tp) {
+        printf("# throughput: %ld runs, each of one block of %ld tasks (countdown 0, %d holders, "
+               "window %ld, no-op handler) per cluster, in turn; then %ld tasks one at a time "
+               "per cluster\n",
+               runs, tasks, MESH_TASK_DEFAULT_REPLICAS, window, o->solo);
+    }
+    if (o->do_late) {
+        printf("# lateness: %ld runs of %ld tasks due in %d..%d ms per cluster (window %ld)\n",
+               late_runs, o->late_tasks, TF_LATE_MIN_MS, TF_LATE_MAX_MS, window);
+    }
+    printf("# retention of final tasks: %s\n", retention);
+    fflush(stdout);
+
+    /*  The flush baseline first, on a quiet process. */
+    tf_late_t fl_append, fl_over;
+    if (s_flush_floor(o->tmpdir, true, TF_FLUSH_SAMPLES, &fl_append) != 0 ||
+        s_flush_floor(o->tmpdir, false, TF_FLUSH_SAMPLES, &fl_over) != 0) {
+        goto done;
+    }
+    printf("flush baseline: %d B write + fdatasync, %d times: appended p50 %.3f ms p99 %.3f ms; "
+           "over the first block p50 %.3f ms p99 %.3f ms\n",
+           TF_FLUSH_BLOCK, TF_FLUSH_SAMPLES, fl_append.p50, fl_append.p99, fl_over.p50,
+           fl_over.p99);
+
+    uint16_t ports[TF_JOURNALS];
+    for (size_t j = 0; j < nj; j++) {
+        cl[j].made = true;
+        if (s_bench_init(&cl[j].bench, o, o->journals[j], ports, j) != 0) {
+            goto done;
+        }
+        ports[j] = cl[j].bench.beacon_port;
+    }
+    for (size_t j = 0; j < nj; j++) {
+        if (s_nodes_start(&cl[j].bench) != 0) {
+            goto done;
+        }
+    }
+    for (size_t j = 0; j < nj; j++) {
+        double ms;
+        if (s_discovery(&cl[j].bench, &ms) != 0) {
+            fprintf(stderr, "bench_taskflow: discovery failed (%s)\n", s_journals[o->journals[j]]);
+            goto done;
+        }
+        printf("cluster %-6s (beacon port %u): discovery after %.1f ms\n",
+               s_journals[o->journals[j]], cl[j].bench.beacon_port, ms);
+    }
+    s_sleep_ms(TF_SETTLE_EXTRA_MS);
+    for (size_t j = 0; o->do_tp && j < nj; j++) {
+        double s1, s2;
+        size_t h;
+        if (s_tasks_block(&cl[j].bench, TF_WARMUP_TASKS, &s1, &s2, &h, NULL) != 0) {
+            goto done;
+        }
+        printf("cluster %-6s warm-up: %d tasks in %.3f s (%.0f tasks/s), not counted\n",
+               s_journals[o->journals[j]], TF_WARMUP_TASKS, s2, TF_WARMUP_TASKS / s2);
+    }
+    fflush(stdout);
+
+    for (long r = 0; o->do_tp && r < runs; r++) {
+        for (size_t jj = 0; jj < nj; jj++) {
+            size_t j = (jj + (size_t)r) % nj;
+            tf_cluster_t *c = &cl[j];
+            double s, s_final;
+            tf_usage_t use;
+            if (s_tasks_block(&c->bench, tasks, &s, &s_final, &c->held[r], &use) != 0) {
+                goto done;
+            }
+            c->rate[r] = (double)tasks / s_final;
+            c->seconds += s_final;
+            for (int i = 0; i < TF_NODES; i++) {
+                c->use.commits[i] += use.commits[i];
+                c->use.cpu_s[i] += use.cpu_s[i];
+                c->use.runq_s[i] += use.runq_s[i];
+            }
+            c->use.process_cpu_s += use.process_cpu_s;
+            tf_late_t rtt;
+            s_late_summarize(c->bench.sub_ns, (size_t)tasks, &rtt);
+            c->rtt50[r] = rtt.p50;
+            c->rtt99[r] = rtt.p99;
+        }
+        printf("run %ld w%ld:", r + 1, window);
+        for (size_t j = 0; j < nj; j++) {
+            printf("  %s %6.0f/s (submit p50 %.2f p99 %.2f ms, %zu held before)",
+                   s_journals[o->journals[j]], cl[j].rate[r], cl[j].rtt50[r], cl[j].rtt99[r],
+                   cl[j].held[r]);
+        }
+        for (size_t j = 1; j < nj; j++) {
+            printf("  %s/%s %.3f", s_journals[o->journals[j]], base, cl[j].rate[r] / cl[0].rate[r]);
+        }
+        printf("\n");
+        fflush(stdout);
+    }
+    for (size_t j = 0; o->do_tp && j < nj; j++) {
+        if (s_solo_block(&cl[j].bench, o->solo, &cl[j].solo) != 0) {
+            goto done;
+        }
+        printf("cluster %-6s %ld tasks one at a time: submit round trip p50 %.3f ms  p99 %.3f ms  "
+               "max %.3f ms\n",
+               s_journals[o->journals[j]], o->solo, cl[j].solo.p50, cl[j].solo.p99, cl[j].solo.max);
+        fflush(stdout);
+    }
+    for (long r = 0; o->do_late && r < late_runs; r++) {
+        for (size_t jj = 0; jj < nj; jj++) {
+            size_t j = (jj + (size_t)r) % nj;
+            tf_cluster_t *c = &cl[j];
+            if (s_late_block(&c->bench, o->late_tasks, &c->late[r], &c->timer[r], &c->submit[r]) !=
+                0) {
+                goto done;
+            }
+            printf("run %ld lateness %-6s (ms) task: p50 %6.2f  p99 %6.2f  max %6.2f   ev_timer: "
+                   "p50 %5.2f  p99 %5.2f   submit round trip: p50 %5.2f  p99 %6.2f\n",
+                   r + 1, s_journals[o->journals[j]], c->late[r].p50, c->late[r].p99,
+                   c->late[r].max, c->timer[r].p50, c->timer[r].p99, c->submit[r].p50,
+                   c->submit[r].p99);
+            fflush(stdout);
+        }
+    }
+
+    printf("\n== summary (journals, %s) ==\n", o->placement);
+    for (size_t j = 0; o->do_tp && j < nj; j++) {
+        tf_cluster_t *c = &cl[j];
+        char what[64];
+        snprintf(what, sizeof what, "tasks w%ld %-6s median", window, s_journals[o->journals[j]]);
+        s_print_median(what, c->rate, runs, "/s", 0);
+        if (j > 0) {
+            printf("  %s/%s %.3f (paired, run by run:", s_journals[o->journals[j]], base,
+                   bench_median(c->rate, (size_t)runs) / bench_median(cl[0].rate, (size_t)runs));
+            for (long r = 0; r < runs; r++) {
+                printf(" %.3f", c->rate[r] / cl[0].rate[r]);
+            }
+            printf(")");
+        }
+        printf("\n");
+    }
+    for (size_t j = 0; o->do_tp && j < nj; j++) {
+        tf_cluster_t *c = &cl[j];
+        char what[96];
+        snprintf(what, sizeof what, "submit round trip %-6s in the blocks (w%ld): median p50",
+                 s_journals[o->journals[j]], window);
+        s_print_median(what, c->rtt50, runs, "ms", 2);
+        s_print_median("  p99", c->rtt99, runs, "ms", 2);
+        printf("\n");
+    }
+    for (size_t j = 0; o->do_tp && j < nj; j++) {
+        tf_cluster_t *c = &cl[j];
+        printf("submit round trip %-6s one at a time: p50 %.3f ms  p99 %.3f ms",
+               s_journals[o->journals[j]], c->solo.p50, c->solo.p99);
+        if (j > 0) {
+            printf("  (p50 %+.3f ms vs %s)", c->solo.p50 - cl[0].solo.p50, base);
+        }
+        printf("\n");
+    }
+    for (size_t j = 0; o->do_late && j < nj; j++) {
+        tf_cluster_t *c = &cl[j];
+        double v[4][TF_RUNS_MAX];
+        for (long r = 0; r < late_runs; r++) {
+            v[0][r] = c->submit[r].p50;
+            v[1][r] = c->submit[r].p99;
+            v[2][r] = c->late[r].p50;
+            v[3][r] = c->late[r].p99;
+        }
+        char what[96];
+        snprintf(what, sizeof what, "submit round trip %-6s countdown tasks (w%ld): median p50",
+                 s_journals[o->journals[j]], window);
+        s_print_median(what, v[0], late_runs, "ms", 2);
+        s_print_median("  p99", v[1], late_runs, "ms", 2);
+        s_print_median("   lateness p50", v[2], late_runs, "ms", 2);
+        s_print_median("  p99", v[3], late_runs, "ms", 2);
+        printf("\n");
+    }
+    if (o->do_tp) {
+        s_journal_usage(o, cl, &fl_append, &fl_over);
+    }
+    status = 0;
+
+done:
+    fflush(stdout);
+    for (size_t j = 0; j < nj; j++) {
+        if (!cl[j].made) {
+            continue;
+        }
+        tf_counts_t c;
+        if (status == 0) {
+            s_counts(&cl[j].bench, &c);
+            printf("cluster %-6s held %zu, stray handler runs %ld, failed journal commits %llu",
+                   s_journals[o->journals[j]], c.held, atomic_load(&cl[j].bench.stray_runs),
+                   (unsigned long long)c.journal_errors);
+        }
+        uint64_t t0 = bench_now_ns();
+        s_nodes_stop(&cl[j].bench);
+        if (status == 0) {
+            printf("; teardown %.0f ms\n", (double)(bench_now_ns() - t0) / 1e6);
+        }
+        s_bench_free(&cl[j].bench);
+    }
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    tf_opts_t o = {
+        .runs = TF_DEFAULT_RUNS,
+        .tasks = TF_DEFAULT_TASKS,
+        .calls = TF_DEFAULT_CALLS,
+        .raw_n = TF_DEFAULT_RAW,
+        .window = TF_DEFAULT_WINDOW,
+        .late_runs = TF_DEFAULT_LATE_RUNS,
+        .late_tasks = TF_DEFAULT_LATE_TASKS,
+        .retention_ms = 0,
+        .do_tp = true,
+        .do_late = true,
+        .journal = TF_J_MEMORY,
+        .journal_runs = TF_DEFAULT_JOURNAL_RUNS,
+        .solo = TF_DEFAULT_SOLO,
+    };
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--pin") == 0) {
+            o.pin = true;
+        } else if (strcmp(argv[i], "--no-throughput") == 0) {
+            o.do_tp = false;
+        } else if (strcmp(argv[i], "--no-lateness") == 0) {
+            o.do_late = false;
+        } else if (strcmp(argv[i], "--journal") == 0 && i + 1 < argc) {
+            const char *m = argv[++i];
+            if (s_journal_parse(m, strlen(m), &o.journal) != 0) {
+                s_usage();
+                return 2;
+            }
+        } else if (strcmp(argv[i], "--journals") == 0 && i + 1 < argc) {
+            if (s_journals_parse(argv[++i], &o) != 0) {
+                s_usage();
+                return 2;
+            }
+        } else if (bench_arg_int(argc, argv, &i, "--runs", &o.runs) ||
+                   bench_arg_int(argc, argv, &i, "--tasks", &o.tasks) ||
+                   bench_arg_int(argc, argv, &i, "--calls", &o.calls) ||
+                   bench_arg_int(argc, argv, &i, "--raw", &o.raw_n) ||
+                   bench_arg_int(argc, argv, &i, "--window", &o.window) ||
+                   bench_arg_int(argc, argv, &i, "--late-runs", &o.late_runs) ||
+                   bench_arg_int(argc, argv, &i, "--late-tasks", &o.late_tasks) ||
+                   bench_arg_int(argc, argv, &i, "--retention-ms", &o.retention_ms) ||
+                   bench_arg_int(argc, argv, &i, "--journal-runs", &o.journal_runs) ||
+                   bench_arg_int(argc, argv, &i, "--solo", &o.solo)) {
+            continue;
+        } else {
+            s_usage();
+            return 2;
+        }
+    }
+    bool any = o.do_tp || o.do_late;
+    if (o.runs < 1 || o.runs > TF_RUNS_MAX || o.late_runs < 1 || o.late_runs > TF_RUNS_MAX ||
+        o.tasks < 1 || o.tasks > INT32_MAX || o.calls < 1 || o.raw_n < 1 || o.raw_n > INT32_MAX ||
+        o.window < 1 || o.window > INT32_MAX || o.late_tasks < 1 ||
+        o.late_tasks > TF_LATE_TASKS_MAX || o.retention_ms < 0 || o.journal_runs < 1 ||
+        o.journal_runs > TF_RUNS_MAX || o.solo < 1 || o.solo > TF_SOLO_MAX || !any) {
+        fprintf(stderr,
+                "bench_taskflow: runs 1..%d, counts >= 1, late tasks <= %d, solo <= %d, "
+                "retention >= 0, not both --no-*\n",
+                TF_RUNS_MAX, TF_LATE_TASKS_MAX, TF_SOLO_MAX);
+        return 2;
+    }
+    const char *tmpdir = getenv("TMPDIR");
+    o.tmpdir = tmpdir && tmpdir[0] ? tmpdir : TF_DEFAULT_TMPDIR;
+    /*  Before any thread exists, so that every later thread inherits it. */
+    if (o.pin && bench_pin_process(0) != 0) {
+        fprintf(stderr, "bench_taskflow: cannot pin to CPU 0\n");
+        return 1;
+    }
+    o.placement = o.pin ? "pinned (CPU 0)" : "free";
+    return o.njournals > 0 ? s_journal_section(&o) : s_main_section(&o);
 }
