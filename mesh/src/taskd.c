@@ -7,12 +7,22 @@
     docs/protocol.md §12.
 
     Per task, besides the core's record, a holder keeps a small side entry
-    (s_meta_t): the task's replica count (not part of the record) and the id
-    of the peer running its current attempt (for takeover).
+    (s_meta_t): the task's replica count (not part of the record), the peer
+    running its current attempt and the provider it went to (for takeover),
+    and the state of a hand-off in flight.
 
-    The handler of a task's path learns the task's attempt number from
-    mesh_request_attempt() (exec agents: MESH_ATTEMPT): the call carries
-    attempt_base = attempt - 1. */
+    A run is a "once" call (peer.h) direct to a provider picked with the
+    selector keyed by the task id, so the handler sees the task id as its
+    key and the attempt number as mesh_request_attempt() (exec agents:
+    MESH_KEY, MESH_ATTEMPT): the call carries attempt_base = attempt - 1.
+
+    Each turn of the scheduler (s_tick) checks, at most every tick_ms, the
+    ring (rebalance on change), who is alive, whether the ring views of the
+    live members agree, and the quorum; it reconciles (sync) when needed
+    and starts due tasks only when all of that allows. Cluster-wide rate
+    limits take tokens from the owner of the limit's key; the journal
+    commits what changed once per loop turn. docs/architecture.md, "The
+    task service", has the overview. */
 #include <mesh/mesh.h>
 
 #include "journal.h"
