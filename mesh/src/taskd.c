@@ -669,6 +669,28 @@ static int s_rank_of(const s_holders_t *h, const char *id)
     return -1;
 }
 
+/*  t's put body (as replica k) sent as a call to peer_id on path (put or
+    sync); cb gets a pending entry with t's id and gen. 0, or an error
+    (cb will not be called). */
+static int s_put_call(mesh_taskd_t *self, const mesh__task_t *t, unsigned k, const char *peer_id,
+                      const char *path, mesh_reply_fn *cb, uint32_t gen, int64_t now)
+{
+    s_w_t w = {0};
+    s_pending_t *p = s_put_body(self, t, k, now, &w) ? s_pending_new(self) : NULL;
+    int rc = MESH_ERR_NOMEM;
+    if (p) {
+        memcpy(p->id, mesh__task_id(t), MESH_TASKS_ID_SIZE);
+        p->attempt = gen;
+        mesh_call_opts_t o = {.selector = "direct", .peer = peer_id};
+        rc = mesh_peer_call(self->peer, path, w.buf, w.len, &o, cb, p);
+        if (rc != 0) {
+            s_pending_end(p);
+        }
+    }
+    free(w.buf);
+    return rc;
+}
+
 static void s_on_handoff_ack(mesh_peer_t *peer, const mesh_reply_t *reply, void *arg)
 {
     (void)peer;
@@ -713,23 +735,12 @@ static void s_handoff(mesh_taskd_t *self, const mesh__task_t *t, const s_holders
     m->handoff_acks = 0;
     m->handoff_failed = false;
     for (size_t j = 0; j < h->n; j++) {
-        s_w_t w = {0};
-        s_pending_t *p = s_put_body(self, t, (unsigned)j, now, &w) ? s_pending_new(self) : NULL;
-        if (p) {
-            memcpy(p->id, mesh__task_id(t), MESH_TASKS_ID_SIZE);
-            p->attempt = m->handoff_gen;
-            mesh_call_opts_t o = {.selector = "direct", .peer = h->ids[j]};
-            if (mesh_peer_call(self->peer, S_PATH_PUT, w.buf, w.len, &o, s_on_handoff_ack, p) ==
-                0) {
-                m->handoff_acks++;
-            } else {
-                s_pending_end(p);
-                m->handoff_failed = true;
-            }
+        if (s_put_call(self, t, (unsigned)j, h->ids[j], S_PATH_PUT, s_on_handoff_ack,
+                       m->handoff_gen, now) == 0) {
+            m->handoff_acks++;
         } else {
             m->handoff_failed = true;
         }
-        free(w.buf);
     }
     if (m->handoff_failed && m->handoff_acks == 0) {
         self->rebalance_at = now + S_HANDOFF_RETRY_MS;
@@ -1143,19 +1154,10 @@ static void s_reconcile(mesh_taskd_t *self, int64_t now)
             if (strcmp(h.ids[j], me) == 0) {
                 continue;
             }
-            s_w_t w = {0};
-            s_pending_t *p = s_put_body(self, t, (unsigned)j, now, &w) ? s_pending_new(self) : NULL;
-            if (p) {
-                p->attempt = self->round;
-                mesh_call_opts_t o = {.selector = "direct", .peer = h.ids[j]};
-                if (mesh_peer_call(self->peer, S_PATH_SYNC, w.buf, w.len, &o, s_on_sync_reply,
-                                   p) == 0) {
-                    self->syncing++;
-                } else {
-                    s_pending_end(p);
-                }
+            if (s_put_call(self, t, (unsigned)j, h.ids[j], S_PATH_SYNC, s_on_sync_reply,
+                           self->round, now) == 0) {
+                self->syncing++;
             }
-            free(w.buf);
         }
     }
     self->ready = self->syncing == 0;
